@@ -1,0 +1,216 @@
+import { GatewayError } from './domain/errors.ts';
+
+/** The gateway's whole configuration, validated once and frozen. */
+export interface Config {
+  /** JSON-RPC URLs of the chain, in failover order; empty runs the embedded devnet. */
+  readonly rpc: readonly string[];
+  readonly host: string;
+  readonly port: number;
+  /** Head polling interval for http(s) endpoints, in ms. */
+  readonly pollIntervalMs: number;
+  /** Timeout of one RPC request, in ms. */
+  readonly rpcTimeoutMs: number;
+  /** `/readyz` fails when a chain's newest block is older than this, in seconds. */
+  readonly maxHeadAgeSec: number;
+  readonly idleTimeoutSec: number;
+  readonly maxAddresses: number;
+  readonly maxSubscriptions: number;
+  readonly maxMessageBytes: number;
+  readonly maxBackpressureBytes: number;
+  readonly maxRequestsPerSecond: number;
+  /** Block time of the embedded devnet, in seconds. */
+  readonly devnetBlockTimeSec: number;
+}
+
+/** Every default, in one place. */
+export const DEFAULTS: Config = Object.freeze({
+  rpc: [],
+  host: '0.0.0.0',
+  port: 8080,
+  pollIntervalMs: 1000,
+  rpcTimeoutMs: 10_000,
+  maxHeadAgeSec: 60,
+  idleTimeoutSec: 120,
+  maxAddresses: 10_000,
+  maxSubscriptions: 100,
+  maxMessageBytes: 1_048_576,
+  maxBackpressureBytes: 4_194_304,
+  maxRequestsPerSecond: 100,
+  devnetBlockTimeSec: 1,
+});
+
+interface Option {
+  readonly key: keyof Config;
+  readonly flag: string;
+  readonly env: string;
+  readonly help: string;
+  /** Lower and upper bound of a numeric option. */
+  readonly range?: readonly [number, number];
+}
+
+/** Flags and environment variables, and the keys they set (the README table mirrors this). */
+export const OPTIONS: readonly Option[] = [
+  {
+    key: 'rpc',
+    flag: '--rpc',
+    env: 'BLOCKCAST_RPC',
+    help: 'JSON-RPC URL (http, https, ws, wss); repeat the flag or comma-separate for failover',
+  },
+  { key: 'host', flag: '--host', env: 'BLOCKCAST_HOST', help: 'interface to listen on' },
+  {
+    key: 'port',
+    flag: '--port',
+    env: 'BLOCKCAST_PORT',
+    help: 'port of WebSocket and HTTP (0 picks a free one)',
+    range: [0, 65_535],
+  },
+  {
+    key: 'pollIntervalMs',
+    flag: '--poll-interval-ms',
+    env: 'BLOCKCAST_POLL_INTERVAL_MS',
+    help: 'head polling interval',
+    range: [10, 600_000],
+  },
+  {
+    key: 'rpcTimeoutMs',
+    flag: '--rpc-timeout-ms',
+    env: 'BLOCKCAST_RPC_TIMEOUT_MS',
+    help: 'timeout of one RPC request',
+    range: [100, 600_000],
+  },
+  {
+    key: 'maxHeadAgeSec',
+    flag: '--max-head-age-sec',
+    env: 'BLOCKCAST_MAX_HEAD_AGE_SEC',
+    help: '/readyz fails past this head age',
+    range: [1, 86_400],
+  },
+  {
+    key: 'idleTimeoutSec',
+    flag: '--idle-timeout-sec',
+    env: 'BLOCKCAST_IDLE_TIMEOUT_SEC',
+    help: 'drop a silent connection after this',
+    range: [8, 960],
+  },
+  {
+    key: 'maxAddresses',
+    flag: '--max-addresses',
+    env: 'BLOCKCAST_MAX_ADDRESSES',
+    help: 'watched addresses per connection',
+    range: [1, 1_000_000],
+  },
+  {
+    key: 'maxSubscriptions',
+    flag: '--max-subscriptions',
+    env: 'BLOCKCAST_MAX_SUBSCRIPTIONS',
+    help: 'subscriptions per connection',
+    range: [1, 10_000],
+  },
+  {
+    key: 'maxMessageBytes',
+    flag: '--max-message-bytes',
+    env: 'BLOCKCAST_MAX_MESSAGE_BYTES',
+    help: 'largest client message',
+    range: [1024, 67_108_864],
+  },
+  {
+    key: 'maxBackpressureBytes',
+    flag: '--max-backpressure-bytes',
+    env: 'BLOCKCAST_MAX_BACKPRESSURE_BYTES',
+    help: 'send buffer per connection before a 4008 close',
+    range: [65_536, 1_073_741_824],
+  },
+  {
+    key: 'maxRequestsPerSecond',
+    flag: '--max-requests-per-second',
+    env: 'BLOCKCAST_MAX_REQUESTS_PER_SECOND',
+    help: 'client messages per second per connection',
+    range: [1, 100_000],
+  },
+  {
+    key: 'devnetBlockTimeSec',
+    flag: '--devnet-block-time-sec',
+    env: 'BLOCKCAST_DEVNET_BLOCK_TIME_SEC',
+    help: 'block time of the embedded devnet',
+    range: [1, 3600],
+  },
+];
+
+function checkRpcUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new GatewayError('BAD_CONFIG', `rpc: not a URL: ${JSON.stringify(url)}`);
+  }
+  if (!['http:', 'https:', 'ws:', 'wss:'].includes(parsed.protocol)) {
+    throw new GatewayError('BAD_CONFIG', `rpc: ${JSON.stringify(url)} must be http, https, ws or wss`);
+  }
+  return url;
+}
+
+function setValue(values: Record<string, unknown>, option: Option, raw: string, from: string): void {
+  if (option.key === 'rpc') {
+    const urls = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0)
+      .map(checkRpcUrl);
+    values['rpc'] = [...((values['rpc'] as string[] | undefined) ?? []), ...urls];
+    return;
+  }
+  if (option.range === undefined) {
+    if (raw.length === 0) throw new GatewayError('BAD_CONFIG', `${option.key}: ${from} is empty`);
+    values[option.key] = raw;
+    return;
+  }
+  const n = Number(raw);
+  const [min, max] = option.range;
+  if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    throw new GatewayError(
+      'BAD_CONFIG',
+      `${option.key}: ${from} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`,
+    );
+  }
+  values[option.key] = n;
+}
+
+/** The usage text of `--help`. */
+export function usage(): string {
+  const lines = OPTIONS.map(
+    (o) =>
+      `  ${`${o.flag} ${o.range ? 'N' : o.key === 'rpc' ? 'URL' : 'VALUE'}`.padEnd(32)}${o.help} (${o.env}; default ${JSON.stringify(DEFAULTS[o.key])})`,
+  );
+  return [
+    'usage: npm start -- [options]',
+    '',
+    'Without --rpc, an embedded anvil devnet with traffic is started.',
+    '',
+    ...lines,
+  ].join('\n');
+}
+
+/**
+ * Reads the configuration from command-line flags and environment variables (flags win),
+ * validates it once and freezes it. A mistake throws a `BAD_CONFIG` error naming the key.
+ */
+export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Config {
+  const fromEnv: Record<string, unknown> = {};
+  for (const option of OPTIONS) {
+    const raw = env[option.env];
+    if (raw !== undefined) setValue(fromEnv, option, raw, option.env);
+  }
+  const fromFlags: Record<string, unknown> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const eq = arg.indexOf('=');
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    const option = OPTIONS.find((o) => o.flag === flag);
+    if (option === undefined)
+      throw new GatewayError('BAD_CONFIG', `unknown option ${JSON.stringify(arg)}\n\n${usage()}`);
+    const raw = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+    if (raw === undefined) throw new GatewayError('BAD_CONFIG', `${option.key}: ${flag} needs a value`);
+    setValue(fromFlags, option, raw, flag);
+  }
+  return Object.freeze({ ...DEFAULTS, ...fromEnv, ...fromFlags }) as Config;
+}

@@ -1,0 +1,73 @@
+/**
+ * The plain types that cross every stage seam. Values follow PROTOCOL.md: addresses and hashes
+ * are lowercase 0x hex, quantities that can pass 2^53 are 0x hex strings without leading zeros,
+ * block numbers, timestamps (seconds) and indexes are integers.
+ */
+
+/** A lowercase 0x-prefixed hex string (address, hash or quantity). */
+export type Hex = `0x${string}`;
+
+/** A block's number and hash. */
+export interface BlockRef {
+  readonly number: number;
+  readonly hash: Hex;
+}
+
+/** One transaction of a block, joined with its receipt. */
+export interface ChainTx {
+  readonly hash: Hex;
+  readonly index: number;
+  readonly from: Hex;
+  /** `null` for a contract creation. */
+  readonly to: Hex | null;
+  /** Wei, as 0x hex. */
+  readonly value: Hex;
+  readonly nonce: number;
+  /** 1 success, 0 reverted; absent when the node gave no receipt status (pre-Byzantium). */
+  readonly status?: 0 | 1;
+  readonly contractAddress?: Hex;
+  readonly gas: Hex;
+  readonly gasPrice?: Hex;
+  readonly maxFeePerGas?: Hex;
+  readonly maxPriorityFeePerGas?: Hex;
+  readonly input: Hex;
+}
+
+/** A canonical block with its transactions, as ingest hands it to the stages after it. */
+export interface ChainBlock {
+  readonly chainId: number;
+  readonly number: number;
+  readonly hash: Hex;
+  readonly parentHash: Hex;
+  /** Seconds since the epoch. */
+  readonly timestamp: number;
+  readonly miner: Hex;
+  readonly gasUsed: Hex;
+  readonly gasLimit: Hex;
+  readonly baseFeePerGas?: Hex;
+  readonly transactions: readonly ChainTx[];
+}
+
+/** The event kinds of an `activity` subscription (PROTOCOL.md). */
+export const EVENT_KINDS = ['tx', 'erc20', 'erc721', 'erc1155'] as const;
+
+/** One kind of activity event. */
+export type EventKind = (typeof EVENT_KINDS)[number];
+
+/** A transaction that touches a watched address, as sent in `activity` messages. */
+export interface TxEvent {
+  readonly kind: 'tx';
+  /** Stable across replays: the transaction hash. */
+  readonly id: string;
+  readonly txHash: Hex;
+  readonly txIndex: number;
+  readonly from: Hex;
+  readonly to: Hex | null;
+  readonly value: Hex;
+  readonly nonce: number;
+  readonly status?: 0 | 1;
+  readonly contractAddress?: Hex;
+}
+
+/** Every event an `activity` message can carry (token kinds join as they are decoded). */
+export type ActivityEvent = TxEvent;

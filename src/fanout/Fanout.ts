@@ -1,0 +1,164 @@
+import { toCursor } from '../domain/cursor.ts';
+import { toTxEvent } from '../domain/events.ts';
+import type { ChainBlock, ChainTx, Hex } from '../domain/types.ts';
+import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import {
+  buildFrame,
+  EncodedFields,
+  EncodedValue,
+  type Encoding,
+  encodePrefix,
+  type Frame,
+  type FramePrefix,
+} from './encode.ts';
+
+/** What fan-out needs to know of a subscriber's connection. */
+export interface Peer {
+  readonly encoding: Encoding;
+}
+
+/** Writes one block's frames to one connection, in order, in one go (the transport corks them). */
+export type Deliver<O> = (owner: O, frames: readonly Frame[]) => void;
+
+/** What one block's fan-out produced, for metrics. */
+export interface FanoutResult {
+  readonly blockMessages: number;
+  readonly activityMessages: number;
+  readonly blockBytes: number;
+  readonly activityBytes: number;
+  readonly connections: number;
+}
+
+const INPUT_SELECTOR_CHARS = 10;
+
+function toTx(tx: ChainTx, fullInput: boolean): Record<string, unknown> {
+  return {
+    txHash: tx.hash,
+    txIndex: tx.index,
+    from: tx.from,
+    to: tx.to,
+    value: tx.value,
+    nonce: tx.nonce,
+    status: tx.status,
+    contractAddress: tx.contractAddress,
+    gas: tx.gas,
+    gasPrice: tx.gasPrice,
+    maxFeePerGas: tx.maxFeePerGas,
+    maxPriorityFeePerGas: tx.maxPriorityFeePerGas,
+    input: fullInput ? tx.input : tx.input.slice(0, INPUT_SELECTOR_CHARS),
+  };
+}
+
+function frameBytes(frame: Frame): number {
+  return typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength;
+}
+
+/**
+ * Fan-out of one block: matches it against the index, builds each subscription's one message
+ * from parts encoded once per block, and hands every connection its frames together.
+ */
+export class Fanout<O extends Peer> {
+  readonly #index: SubscriptionIndex<O>;
+  readonly #deliver: Deliver<O>;
+  readonly #prefixes = new WeakMap<Subscription<O>, FramePrefix>();
+
+  constructor(index: SubscriptionIndex<O>, deliver: Deliver<O>) {
+    this.#index = index;
+    this.#deliver = deliver;
+  }
+
+  #prefix(sub: Subscription<O>): FramePrefix {
+    let prefix = this.#prefixes.get(sub);
+    if (prefix === undefined) {
+      prefix = encodePrefix(sub.filter.channel === 'blocks' ? 'block' : 'activity', sub.sid);
+      this.#prefixes.set(sub, prefix);
+    }
+    return prefix;
+  }
+
+  /** Delivers one canonical block to every matching subscription: at most one message each. */
+  publishBlock(block: ChainBlock): FanoutResult {
+    const cursor = toCursor(block.chainId, block);
+    const perOwner = new Map<O, Frame[]>();
+    let blockMessages = 0;
+    let activityMessages = 0;
+    let blockBytes = 0;
+    let activityBytes = 0;
+    const push = (owner: O, frame: Frame): number => {
+      const frames = perOwner.get(owner);
+      if (frames === undefined) perOwner.set(owner, [frame]);
+      else frames.push(frame);
+      return frameBytes(frame);
+    };
+
+    const blockSubs = this.#index.blockSubscribers(block.chainId);
+    if (blockSubs.size > 0) {
+      const header = {
+        chainId: block.chainId,
+        number: block.number,
+        hash: block.hash,
+        parentHash: block.parentHash,
+        timestamp: block.timestamp,
+        miner: block.miner,
+        gasUsed: block.gasUsed,
+        gasLimit: block.gasLimit,
+        baseFeePerGas: block.baseFeePerGas,
+        txCount: block.transactions.length,
+        cursor,
+      };
+      // Three shapes of a block message, each encoded at most once per encoding.
+      const shapes: Array<EncodedFields | undefined> = [undefined, undefined, undefined];
+      for (const sub of blockSubs) {
+        if (sub.filter.channel !== 'blocks') continue;
+        const shape = sub.filter.full ? (sub.filter.fullInput ? 2 : 1) : 0;
+        let fields = shapes[shape];
+        if (fields === undefined) {
+          const fullInput = shape === 2;
+          fields = new EncodedFields(
+            shape === 0 ? header : { ...header, transactions: block.transactions.map((tx) => toTx(tx, fullInput)) },
+          );
+          shapes[shape] = fields;
+        }
+        blockBytes += push(sub.owner, buildFrame(sub.owner.encoding, this.#prefix(sub), fields));
+        blockMessages++;
+      }
+    }
+
+    const matches = new Map<Subscription<O>, EncodedValue[]>();
+    const match = (address: Hex | null | undefined, event: () => EncodedValue): void => {
+      if (address === null || address === undefined) return;
+      for (const sub of this.#index.watchers(block.chainId, address)) {
+        if (sub.filter.channel !== 'activity' || !sub.filter.kinds.has('tx')) continue;
+        const value = event();
+        const list = matches.get(sub);
+        if (list === undefined) matches.set(sub, [value]);
+        // from, to and contractAddress may all be watched by one subscription: one event.
+        else if (list[list.length - 1] !== value) list.push(value);
+      }
+    };
+    for (const tx of block.transactions) {
+      let encoded: EncodedValue | undefined;
+      const event = (): EncodedValue => {
+        encoded ??= new EncodedValue(toTxEvent(tx));
+        return encoded;
+      };
+      match(tx.from, event);
+      match(tx.to, event);
+      match(tx.contractAddress, event);
+    }
+    if (matches.size > 0) {
+      const shared = new EncodedFields({
+        chainId: block.chainId,
+        block: { number: block.number, hash: block.hash, timestamp: block.timestamp },
+        cursor,
+      });
+      for (const [sub, events] of matches) {
+        activityBytes += push(sub.owner, buildFrame(sub.owner.encoding, this.#prefix(sub), shared, events));
+        activityMessages++;
+      }
+    }
+
+    for (const [owner, frames] of perOwner) this.#deliver(owner, frames);
+    return { blockMessages, activityMessages, blockBytes, activityBytes, connections: perOwner.size };
+  }
+}

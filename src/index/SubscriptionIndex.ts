@@ -1,0 +1,130 @@
+import type { EventKind, Hex } from '../domain/types.ts';
+
+/** What a subscription asks for (PROTOCOL.md `subscribe`), once validated. */
+export type SubscriptionFilter =
+  | { readonly channel: 'blocks'; readonly full: boolean; readonly fullInput: boolean }
+  | { readonly channel: 'activity'; readonly kinds: ReadonlySet<EventKind> };
+
+/** One subscription of one connection (`owner`), as the index holds it. */
+export interface Subscription<O> {
+  /** The server's id of the subscription, unique on its connection. */
+  readonly sid: string;
+  readonly owner: O;
+  readonly chainId: number;
+  readonly filter: SubscriptionFilter;
+  /** Watched addresses (activity only); change them through the index. */
+  readonly addresses: ReadonlySet<Hex>;
+}
+
+const NONE: ReadonlySet<never> = new Set();
+
+/**
+ * Which subscription watches what: chain → block subscribers, chain → address → activity
+ * subscriptions. Pure and synchronous; insertion order is kept, so delivery order is stable.
+ */
+export class SubscriptionIndex<O> {
+  readonly #blocks = new Map<number, Set<Subscription<O>>>();
+  readonly #byAddress = new Map<number, Map<Hex, Set<Subscription<O>>>>();
+  #subscriptions = 0;
+  #watchedAddresses = 0;
+
+  /** Number of subscriptions held. */
+  get size(): number {
+    return this.#subscriptions;
+  }
+
+  /** Number of (subscription, address) pairs held. */
+  get watchedAddresses(): number {
+    return this.#watchedAddresses;
+  }
+
+  /** Creates a subscription and indexes it (and its addresses). */
+  add(
+    owner: O,
+    sid: string,
+    chainId: number,
+    filter: SubscriptionFilter,
+    addresses: Iterable<Hex> = [],
+  ): Subscription<O> {
+    const sub: Subscription<O> = { sid, owner, chainId, filter, addresses: new Set() };
+    this.#subscriptions++;
+    if (filter.channel === 'blocks') {
+      let set = this.#blocks.get(chainId);
+      if (set === undefined) {
+        set = new Set();
+        this.#blocks.set(chainId, set);
+      }
+      set.add(sub);
+    } else {
+      this.watch(sub, addresses);
+    }
+    return sub;
+  }
+
+  /** Removes a subscription and all its addresses. */
+  remove(sub: Subscription<O>): void {
+    this.#subscriptions--;
+    if (sub.filter.channel === 'blocks') {
+      this.#blocks.get(sub.chainId)?.delete(sub);
+    } else {
+      this.unwatch(sub, [...sub.addresses]);
+    }
+  }
+
+  /** Adds addresses to an activity subscription; returns how many were new. */
+  watch(sub: Subscription<O>, addresses: Iterable<Hex>): number {
+    let chain = this.#byAddress.get(sub.chainId);
+    if (chain === undefined) {
+      chain = new Map();
+      this.#byAddress.set(sub.chainId, chain);
+    }
+    const own = sub.addresses as Set<Hex>;
+    let added = 0;
+    for (const address of addresses) {
+      if (own.has(address)) continue;
+      own.add(address);
+      let subs = chain.get(address);
+      if (subs === undefined) {
+        subs = new Set();
+        chain.set(address, subs);
+      }
+      subs.add(sub);
+      added++;
+    }
+    this.#watchedAddresses += added;
+    return added;
+  }
+
+  /** Removes addresses from an activity subscription; returns how many it had. */
+  unwatch(sub: Subscription<O>, addresses: Iterable<Hex>): number {
+    const chain = this.#byAddress.get(sub.chainId);
+    const own = sub.addresses as Set<Hex>;
+    let removed = 0;
+    for (const address of addresses) {
+      if (!own.delete(address)) continue;
+      removed++;
+      const subs = chain?.get(address);
+      subs?.delete(sub);
+      if (subs?.size === 0) chain?.delete(address);
+    }
+    this.#watchedAddresses -= removed;
+    return removed;
+  }
+
+  /** The `blocks` subscriptions of a chain. */
+  blockSubscribers(chainId: number): ReadonlySet<Subscription<O>> {
+    return this.#blocks.get(chainId) ?? NONE;
+  }
+
+  /** The activity subscriptions of a chain that watch `address` (lowercase). */
+  watchers(chainId: number, address: Hex): ReadonlySet<Subscription<O>> {
+    return this.#byAddress.get(chainId)?.get(address) ?? NONE;
+  }
+
+  /** Number of subscriptions per channel. */
+  countByChannel(): { blocks: number; activity: number } {
+    let blocks = 0;
+    for (const set of this.#blocks.values()) blocks += set.size;
+    return { blocks, activity: this.#subscriptions - blocks };
+  }
+}

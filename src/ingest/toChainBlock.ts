@@ -1,0 +1,111 @@
+import { GatewayError } from '../domain/errors.ts';
+import type { ChainBlock, ChainTx, Hex } from '../domain/types.ts';
+
+/** A block as `eth_getBlockByNumber(n, true)` returns it (the fields ingest reads). */
+export interface RpcBlock {
+  number: string;
+  hash: string;
+  parentHash: string;
+  timestamp: string;
+  miner: string;
+  gasUsed: string;
+  gasLimit: string;
+  baseFeePerGas?: string | null;
+  transactions: RpcTx[];
+}
+
+/** A transaction object inside an {@link RpcBlock}. */
+export interface RpcTx {
+  hash: string;
+  transactionIndex: string;
+  from: string;
+  to: string | null;
+  value: string;
+  nonce: string;
+  gas: string;
+  gasPrice?: string | null;
+  maxFeePerGas?: string | null;
+  maxPriorityFeePerGas?: string | null;
+  input: string;
+}
+
+/** A receipt as `eth_getBlockReceipts` / `eth_getTransactionReceipt` return it (fields read). */
+export interface RpcReceipt {
+  transactionHash: string;
+  status?: string | null;
+  contractAddress?: string | null;
+}
+
+const CANONICAL_QUANTITY = /^0x(0|[1-9a-f][0-9a-f]*)$/;
+const HEX_DATA = /^0x[0-9a-fA-F]*$/;
+
+function quantity(raw: unknown, field: string): Hex {
+  if (typeof raw === 'string' && CANONICAL_QUANTITY.test(raw)) return raw as Hex;
+  if (typeof raw === 'string' && HEX_DATA.test(raw) && raw.length > 2) {
+    return `0x${BigInt(raw).toString(16)}`;
+  }
+  throw new GatewayError('RPC_FAILED', `node sent a bad quantity in ${field}: ${String(raw)}`);
+}
+
+function int(raw: unknown, field: string): number {
+  const n = Number(quantity(raw, field));
+  if (!Number.isSafeInteger(n)) throw new GatewayError('RPC_FAILED', `${field} is too large: ${String(raw)}`);
+  return n;
+}
+
+function data(raw: unknown, field: string): Hex {
+  if (typeof raw === 'string' && HEX_DATA.test(raw)) return raw.toLowerCase() as Hex;
+  throw new GatewayError('RPC_FAILED', `node sent bad hex data in ${field}: ${String(raw)}`);
+}
+
+function optionalQuantity(raw: unknown, field: string): Hex | undefined {
+  return raw === undefined || raw === null ? undefined : quantity(raw, field);
+}
+
+function toChainTx(tx: RpcTx, receipt: RpcReceipt | undefined): ChainTx {
+  const gasPrice = optionalQuantity(tx.gasPrice, 'tx.gasPrice');
+  const maxFeePerGas = optionalQuantity(tx.maxFeePerGas, 'tx.maxFeePerGas');
+  const maxPriorityFeePerGas = optionalQuantity(tx.maxPriorityFeePerGas, 'tx.maxPriorityFeePerGas');
+  const status = receipt?.status === '0x1' ? 1 : receipt?.status === '0x0' ? 0 : undefined;
+  const contractAddress =
+    receipt?.contractAddress === undefined || receipt.contractAddress === null
+      ? undefined
+      : data(receipt.contractAddress, 'receipt.contractAddress');
+  return {
+    hash: data(tx.hash, 'tx.hash'),
+    index: int(tx.transactionIndex, 'tx.transactionIndex'),
+    from: data(tx.from, 'tx.from'),
+    to: tx.to === null || tx.to === undefined ? null : data(tx.to, 'tx.to'),
+    value: quantity(tx.value, 'tx.value'),
+    nonce: int(tx.nonce, 'tx.nonce'),
+    gas: quantity(tx.gas, 'tx.gas'),
+    input: data(tx.input, 'tx.input'),
+    ...(status === undefined ? {} : { status }),
+    ...(contractAddress === undefined ? {} : { contractAddress }),
+    ...(maxFeePerGas === undefined ? {} : { maxFeePerGas }),
+    ...(maxPriorityFeePerGas === undefined ? {} : { maxPriorityFeePerGas }),
+    ...(gasPrice === undefined || maxFeePerGas !== undefined ? {} : { gasPrice }),
+  };
+}
+
+/**
+ * Joins a block and its receipts into a {@link ChainBlock}. Receipts are matched by transaction
+ * hash; a transaction without one keeps no `status`.
+ */
+export function toChainBlock(chainId: number, block: RpcBlock, receipts: readonly RpcReceipt[]): ChainBlock {
+  const byHash = new Map<string, RpcReceipt>();
+  for (const r of receipts) byHash.set(r.transactionHash.toLowerCase(), r);
+  const baseFeePerGas = optionalQuantity(block.baseFeePerGas, 'block.baseFeePerGas');
+  return {
+    chainId,
+    number: int(block.number, 'block.number'),
+    hash: data(block.hash, 'block.hash'),
+    parentHash: data(block.parentHash, 'block.parentHash'),
+    timestamp: int(block.timestamp, 'block.timestamp'),
+    miner: data(block.miner, 'block.miner'),
+    gasUsed: quantity(block.gasUsed, 'block.gasUsed'),
+    gasLimit: quantity(block.gasLimit, 'block.gasLimit'),
+    ...(baseFeePerGas === undefined ? {} : { baseFeePerGas }),
+    transactions: block.transactions.map((tx) => toChainTx(tx, byHash.get(tx.hash.toLowerCase()))),
+  };
+}

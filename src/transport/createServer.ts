@@ -1,0 +1,423 @@
+import uWS from 'uWebSockets.js';
+import { CloseCode, GatewayError, type ProtocolErrorCode } from '../domain/errors.ts';
+import type { BlockRef, EventKind, Hex } from '../domain/types.ts';
+import { type Encoding, encodeMessage, type Frame } from '../fanout/encode.ts';
+import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { parseRequest, type Request, type RequestId } from './parseRequest.ts';
+
+/** Per-connection limits, all reported to clients in `welcome.limits`. */
+export interface Limits {
+  /** Watched addresses per connection, over all its subscriptions. @default 10000 */
+  readonly maxAddresses: number;
+  /** Subscriptions per connection. @default 100 */
+  readonly maxSubscriptions: number;
+  /** Largest client message, in bytes; a larger frame closes the connection with 1009. @default 1048576 */
+  readonly maxMessageBytes: number;
+  /** Send buffer per connection, in bytes; past it the connection is closed with 4008. @default 4194304 */
+  readonly maxBackpressureBytes: number;
+  /** Client messages per second per connection (a burst of as many is allowed). @default 100 */
+  readonly maxRequestsPerSecond: number;
+}
+
+/** The chains the gateway follows, as the transport sees them. */
+export interface ChainDirectory {
+  /** Chain ids in configuration order; the first is the default of `subscribe`. */
+  readonly chainIds: () => readonly number[];
+  /** The newest block of a chain. */
+  readonly head: (chainId: number) => BlockRef | undefined;
+  /** Whether every chain's head is fresh (for `/readyz`). */
+  readonly ready: () => boolean;
+}
+
+/** Options of {@link createServer}. */
+export interface ServerOptions {
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  /** Seconds without traffic before a connection is dropped (pings are sent automatically). @default 120 */
+  readonly idleTimeoutSec: number;
+  readonly limits: Limits;
+  readonly chains: ChainDirectory;
+  readonly index: SubscriptionIndex<Connection>;
+  readonly metrics: Metrics;
+}
+
+/** A client connection's state (the uWS user data). */
+export interface Connection {
+  readonly encoding: Encoding;
+  readonly subs: Map<string, Subscription<Connection>>;
+  addressCount: number;
+  nextSid: number;
+  tokens: number;
+  refilledAt: number;
+  rateLimitedInARow: number;
+  closed: boolean;
+  ws: uWS.WebSocket<Connection> | undefined;
+}
+
+/** A listening gateway server. */
+export interface Server {
+  readonly port: number;
+  /** Writes one block's frames to a connection, corked into one write; closes it with 4008 when it is too slow. */
+  readonly deliver: (conn: Connection, frames: readonly Frame[]) => void;
+  /** Number of open connections. */
+  readonly connections: () => number;
+  /** Closes every connection with 1001 and stops listening. */
+  readonly close: () => void;
+}
+
+/**
+ * Fails when uWebSockets.js loaded its slow JavaScript fallback instead of the native binary
+ * (the fallback lacks the native-only exports `getParts` and `SSLApp`).
+ */
+export function assertNativeUws(): void {
+  const exports = uWS as unknown as Record<string, unknown>;
+  if (typeof exports['getParts'] !== 'function' || typeof exports['SSLApp'] !== 'function') {
+    throw new GatewayError(
+      'NATIVE_UWS_MISSING',
+      'uWebSockets.js loaded its JavaScript fallback, not the native binary: check the platform, Node.js version (20) and glibc',
+    );
+  }
+}
+
+const ENCODINGS: readonly string[] = ['msgpack', 'json'];
+/** The activity kinds this gateway decodes; a subscription without `kinds` gets all of them. */
+const SERVED_KINDS: ReadonlySet<EventKind> = new Set(['tx']);
+
+/** Starts the WebSocket + HTTP server of protocol v1 (PROTOCOL.md) on one port. */
+export function createServer(options: ServerOptions): Promise<Server> {
+  assertNativeUws();
+  const { limits, index, metrics, chains } = options;
+  const open = new Set<Connection>();
+  let closing = false;
+
+  const updateIndexGauges = (): void => {
+    const counts = index.countByChannel();
+    metrics.subscriptions.set({ channel: 'blocks' }, counts.blocks);
+    metrics.subscriptions.set({ channel: 'activity' }, counts.activity);
+    metrics.watchedAddresses.set(index.watchedAddresses);
+  };
+
+  const end = (conn: Connection, code: number, reason: string, metric: string): void => {
+    if (conn.closed || conn.ws === undefined) return;
+    conn.closed = true;
+    metrics.closes.inc({ reason: metric });
+    conn.ws.end(code, reason);
+  };
+
+  const send = (conn: Connection, message: Record<string, unknown>): void => {
+    if (conn.closed || conn.ws === undefined) return;
+    const status = conn.ws.send(encodeMessage(conn.encoding, message), conn.encoding === 'msgpack');
+    if (status === 2) end(conn, CloseCode.slowConsumer, 'slow consumer', 'slow_consumer');
+  };
+
+  const sendError = (conn: Connection, id: RequestId | undefined, code: ProtocolErrorCode, message: string): void => {
+    metrics.errors.inc({ code });
+    send(conn, { type: 'error', ...(id === undefined ? {} : { id }), code, message });
+  };
+
+  const headOf = (chainId: number): { number: number; hash: Hex } | null => {
+    const head = chains.head(chainId);
+    return head === undefined ? null : { number: head.number, hash: head.hash };
+  };
+
+  const takeToken = (conn: Connection): boolean => {
+    const now = performance.now();
+    const rate = limits.maxRequestsPerSecond;
+    conn.tokens = Math.min(rate, conn.tokens + ((now - conn.refilledAt) / 1000) * rate);
+    conn.refilledAt = now;
+    if (conn.tokens < 1) return false;
+    conn.tokens -= 1;
+    return true;
+  };
+
+  const subscribe = (conn: Connection, request: Extract<Request, { op: 'subscribe' }>): void => {
+    const id = request.id;
+    const chainId = request.chainId ?? chains.chainIds()[0];
+    if (chainId === undefined || !chains.chainIds().includes(chainId)) {
+      sendError(
+        conn,
+        id,
+        'UNKNOWN_CHAIN',
+        `chain ${request.chainId} is not served; chains are ${chains.chainIds().join(', ')}`,
+      );
+      return;
+    }
+    if (request.confirmations > 0) {
+      sendError(conn, id, 'UNSUPPORTED', 'confirmations > 0 is not served by this gateway yet');
+      return;
+    }
+    if (conn.subs.size >= limits.maxSubscriptions) {
+      sendError(conn, id, 'TOO_MANY_SUBSCRIPTIONS', `at most ${limits.maxSubscriptions} subscriptions per connection`);
+      return;
+    }
+    let sub: Subscription<Connection>;
+    const sid = `s${++conn.nextSid}`;
+    if (request.channel === 'blocks') {
+      sub = index.add(conn, sid, chainId, { channel: 'blocks', full: request.full, fullInput: request.fullInput });
+    } else {
+      if (request.pending) {
+        sendError(conn, id, 'UNSUPPORTED', 'pending is not served by this gateway yet');
+        return;
+      }
+      const undecoded = [...(request.kinds ?? [])].filter((kind) => !SERVED_KINDS.has(kind));
+      if (undecoded.length > 0) {
+        sendError(conn, id, 'UNSUPPORTED', `kinds ${undecoded.join(', ')} are not decoded by this gateway yet`);
+        return;
+      }
+      if (conn.addressCount + request.addresses.length > limits.maxAddresses) {
+        sendError(conn, id, 'TOO_MANY_ADDRESSES', `at most ${limits.maxAddresses} addresses per connection`);
+        return;
+      }
+      sub = index.add(
+        conn,
+        sid,
+        chainId,
+        { channel: 'activity', kinds: request.kinds ?? SERVED_KINDS },
+        request.addresses,
+      );
+      conn.addressCount += sub.addresses.size;
+    }
+    conn.subs.set(sid, sub);
+    updateIndexGauges();
+    send(conn, {
+      type: 'subscribed',
+      ...(id === undefined ? {} : { id }),
+      sub: sid,
+      channel: request.channel,
+      chainId,
+      head: headOf(chainId),
+      // No replay window is kept yet: every resume is answered as not recovered (PROTOCOL.md, Resume).
+      ...(request.from === undefined ? {} : { recovered: false }),
+    });
+  };
+
+  const update = (conn: Connection, request: Extract<Request, { op: 'update' }>): void => {
+    const sub = conn.subs.get(request.sub);
+    if (sub === undefined) {
+      sendError(
+        conn,
+        request.id,
+        'UNKNOWN_SUBSCRIPTION',
+        `no subscription ${JSON.stringify(request.sub)} on this connection`,
+      );
+      return;
+    }
+    if (sub.filter.channel !== 'activity') {
+      sendError(
+        conn,
+        request.id,
+        'BAD_REQUEST',
+        `subscription ${request.sub} is on channel blocks: it has no addresses`,
+      );
+      return;
+    }
+    // Removals apply before additions; check the limit before changing anything.
+    const removing = new Set(request.remove);
+    let delta = 0;
+    for (const address of removing) if (sub.addresses.has(address)) delta--;
+    for (const address of request.add) if (!sub.addresses.has(address) || removing.has(address)) delta++;
+    if (conn.addressCount + delta > limits.maxAddresses) {
+      sendError(conn, request.id, 'TOO_MANY_ADDRESSES', `at most ${limits.maxAddresses} addresses per connection`);
+      return;
+    }
+    conn.addressCount -= index.unwatch(sub, removing);
+    conn.addressCount += index.watch(sub, request.add);
+    updateIndexGauges();
+    send(conn, {
+      type: 'updated',
+      ...(request.id === undefined ? {} : { id: request.id }),
+      sub: sub.sid,
+      addresses: sub.addresses.size,
+    });
+  };
+
+  const unsubscribe = (conn: Connection, request: Extract<Request, { op: 'unsubscribe' }>): void => {
+    const sub = conn.subs.get(request.sub);
+    if (sub === undefined) {
+      sendError(
+        conn,
+        request.id,
+        'UNKNOWN_SUBSCRIPTION',
+        `no subscription ${JSON.stringify(request.sub)} on this connection`,
+      );
+      return;
+    }
+    conn.subs.delete(sub.sid);
+    conn.addressCount -= sub.addresses.size;
+    index.remove(sub);
+    updateIndexGauges();
+    send(conn, { type: 'unsubscribed', ...(request.id === undefined ? {} : { id: request.id }), sub: sub.sid });
+  };
+
+  const onMessage = (conn: Connection, data: ArrayBuffer, isBinary: boolean): void => {
+    if (!takeToken(conn)) {
+      conn.rateLimitedInARow++;
+      if (conn.rateLimitedInARow > limits.maxRequestsPerSecond) {
+        end(conn, CloseCode.tooManyRequests, 'too many requests', 'rate_limited');
+      } else {
+        sendError(conn, undefined, 'RATE_LIMITED', `at most ${limits.maxRequestsPerSecond} messages per second`);
+      }
+      return;
+    }
+    conn.rateLimitedInARow = 0;
+    const parsed = parseRequest(data, isBinary);
+    if (!parsed.ok) {
+      sendError(conn, parsed.id, parsed.error.code as ProtocolErrorCode, parsed.error.message);
+      return;
+    }
+    const request = parsed.request;
+    switch (request.op) {
+      case 'subscribe':
+        subscribe(conn, request);
+        return;
+      case 'update':
+        update(conn, request);
+        return;
+      case 'unsubscribe':
+        unsubscribe(conn, request);
+        return;
+      case 'ping':
+        send(conn, { type: 'pong', ...(request.id === undefined ? {} : { id: request.id }) });
+        return;
+    }
+  };
+
+  const welcome = (): Record<string, unknown> => ({
+    type: 'welcome',
+    protocol: 1,
+    chains: chains.chainIds().map((chainId) => ({ chainId, head: headOf(chainId) })),
+    limits: { ...limits },
+  });
+
+  const httpText = (
+    res: uWS.HttpResponse,
+    status: string,
+    body: string,
+    contentType = 'text/plain; charset=utf-8',
+  ): void => {
+    res.cork(() => {
+      res.writeStatus(status).writeHeader('content-type', contentType).end(body);
+    });
+  };
+
+  const app = uWS
+    .App()
+    .ws<Connection>('/v1', {
+      compression: uWS.DISABLED,
+      maxPayloadLength: limits.maxMessageBytes,
+      maxBackpressure: limits.maxBackpressureBytes,
+      closeOnBackpressureLimit: 0,
+      idleTimeout: options.idleTimeoutSec,
+      sendPingsAutomatically: true,
+      upgrade: (res, req, context) => {
+        const encoding = new URLSearchParams(req.getQuery() ?? '').get('encoding') ?? 'msgpack';
+        if (closing) {
+          httpText(res, '503 Service Unavailable', 'shutting down\n');
+          return;
+        }
+        if (!ENCODINGS.includes(encoding)) {
+          httpText(res, '400 Bad Request', 'encoding must be msgpack or json\n');
+          return;
+        }
+        const conn: Connection = {
+          encoding: encoding as Encoding,
+          subs: new Map(),
+          addressCount: 0,
+          nextSid: 0,
+          tokens: limits.maxRequestsPerSecond,
+          refilledAt: performance.now(),
+          rateLimitedInARow: 0,
+          closed: false,
+          ws: undefined,
+        };
+        res.upgrade(
+          conn,
+          req.getHeader('sec-websocket-key'),
+          req.getHeader('sec-websocket-protocol'),
+          req.getHeader('sec-websocket-extensions'),
+          context,
+        );
+      },
+      open: (ws) => {
+        const conn = ws.getUserData();
+        conn.ws = ws;
+        open.add(conn);
+        metrics.connections.set(open.size);
+        metrics.connectionsOpened.inc();
+        send(conn, welcome());
+      },
+      message: (ws, data, isBinary) => onMessage(ws.getUserData(), data, isBinary),
+      close: (ws) => {
+        const conn = ws.getUserData();
+        conn.closed = true;
+        conn.ws = undefined;
+        open.delete(conn);
+        for (const sub of conn.subs.values()) index.remove(sub);
+        conn.subs.clear();
+        metrics.connections.set(open.size);
+        updateIndexGauges();
+      },
+    })
+    .get('/healthz', (res) => httpText(res, '200 OK', 'ok\n'))
+    .get('/readyz', (res) => {
+      if (chains.ready()) httpText(res, '200 OK', 'ready\n');
+      else httpText(res, '503 Service Unavailable', 'a chain head is stale\n');
+    })
+    .get('/metrics', (res) => {
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      metrics.registry.metrics().then(
+        (text) => {
+          if (!aborted) httpText(res, '200 OK', text, metrics.registry.contentType);
+        },
+        (error: unknown) => {
+          if (!aborted) httpText(res, '500 Internal Server Error', `${String(error)}\n`);
+        },
+      );
+    })
+    .get('/', (res) =>
+      httpText(res, '200 OK', 'blockcast: connect a WebSocket to /v1 (MessagePack) or /v1?encoding=json\n'),
+    )
+    .any('/*', (res) => httpText(res, '404 Not Found', 'not found\n'));
+
+  const deliver = (conn: Connection, frames: readonly Frame[]): void => {
+    const ws = conn.ws;
+    if (conn.closed || ws === undefined) return;
+    const binary = conn.encoding === 'msgpack';
+    let dropped = false;
+    ws.cork(() => {
+      for (const frame of frames) {
+        if (ws.send(frame, binary) === 2) {
+          dropped = true;
+          return;
+        }
+      }
+    });
+    if (dropped || ws.getBufferedAmount() > limits.maxBackpressureBytes) {
+      end(conn, CloseCode.slowConsumer, 'slow consumer', 'slow_consumer');
+    }
+  };
+
+  return new Promise((resolve, reject) => {
+    app.listen(options.host, options.port, (token) => {
+      if (token === false) {
+        reject(new GatewayError('BAD_CONFIG', `port: cannot listen on ${options.host}:${options.port}`));
+        return;
+      }
+      resolve({
+        port: uWS.us_socket_local_port(token),
+        deliver,
+        connections: () => open.size,
+        close: () => {
+          closing = true;
+          for (const conn of [...open]) end(conn, CloseCode.goingAway, 'server going away', 'shutdown');
+          uWS.us_listen_socket_close(token);
+        },
+      });
+    });
+  });
+}
