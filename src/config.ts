@@ -24,7 +24,7 @@ export interface Config {
 
 /** Every default, in one place. */
 export const DEFAULTS: Config = Object.freeze({
-  rpc: [],
+  rpc: Object.freeze([]),
   host: '0.0.0.0',
   port: 8080,
   pollIntervalMs: 1000,
@@ -156,6 +156,8 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
       .map((s) => s.trim())
       .filter((s) => s.length > 0)
       .map(checkRpcUrl);
+    // An empty value would silently start the devnet instead of following a node.
+    if (urls.length === 0) throw new GatewayError('BAD_CONFIG', `rpc: ${from} is empty`);
     values['rpc'] = [...((values['rpc'] as string[] | undefined) ?? []), ...urls];
     return;
   }
@@ -166,7 +168,7 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
   }
   const n = Number(raw);
   const [min, max] = option.range;
-  if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+  if (!/^\d{1,16}$/.test(raw) || n < min || n > max) {
     throw new GatewayError(
       'BAD_CONFIG',
       `${option.key}: ${from} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`,
@@ -212,5 +214,6 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     if (raw === undefined) throw new GatewayError('BAD_CONFIG', `${option.key}: ${flag} needs a value`);
     setValue(fromFlags, option, raw, flag);
   }
-  return Object.freeze({ ...DEFAULTS, ...fromEnv, ...fromFlags }) as Config;
+  const config = { ...DEFAULTS, ...fromEnv, ...fromFlags } as Config;
+  return Object.freeze({ ...config, rpc: Object.freeze([...config.rpc]) });
 }

@@ -11,7 +11,7 @@ import { Fanout } from './fanout/Fanout.ts';
 import { SubscriptionIndex } from './index/SubscriptionIndex.ts';
 import { watchChain } from './ingest/watchChain.ts';
 import { createMetrics } from './metrics/metrics.ts';
-import { type Connection, createServer } from './transport/createServer.ts';
+import { assertNativeUws, type Connection, createServer } from './transport/createServer.ts';
 
 function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} ${message}\n`);
@@ -27,6 +27,8 @@ function endpointLabel(url: string): string {
 }
 
 async function run(config: Config): Promise<void> {
+  // Before anything starts: never serve on uWebSockets.js's slow JavaScript fallback.
+  assertNativeUws();
   const cleanups: Array<() => Promise<void> | void> = [];
   let rpc = config.rpc;
   if (rpc.length === 0) {
@@ -99,11 +101,15 @@ async function run(config: Config): Promise<void> {
 
   const shown = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `ws://${shown}:${server.port}/v1`;
-  console.log(`blockcast: chain ${watcher.chainId} at block ${watcher.head().number}, listening on ${url}`);
-  console.log(`  JSON frames: ${url}?encoding=json   metrics: http://${shown}:${server.port}/metrics`);
-  console.log('  watch blocks:');
+  const example = `node --experimental-websocket -e "const w=new WebSocket('${url}?encoding=json');w.onopen=()=>w.send(JSON.stringify({op:'subscribe',channel:'blocks'}));w.onmessage=(e)=>console.log(e.data)"`;
+  // One write, so a reader that sees the URL sees the whole banner.
   console.log(
-    `  node --experimental-websocket -e "const w=new WebSocket('${url}?encoding=json');w.onopen=()=>w.send(JSON.stringify({op:'subscribe',channel:'blocks'}));w.onmessage=(e)=>console.log(e.data)"`,
+    [
+      `blockcast: chain ${watcher.chainId} at block ${watcher.head().number}, listening on ${url}`,
+      `  JSON frames: ${url}?encoding=json   metrics: http://${shown}:${server.port}/metrics`,
+      '  watch blocks:',
+      `  ${example}`,
+    ].join('\n'),
   );
 
   let stopping = false;

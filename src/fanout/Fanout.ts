@@ -32,21 +32,24 @@ export interface FanoutResult {
 const INPUT_SELECTOR_CHARS = 10;
 
 function toTx(tx: ChainTx, fullInput: boolean): Record<string, unknown> {
-  return {
+  // Absent fields are left out, not set to undefined: MessagePack has no undefined (msgpackr
+  // would write an extension type) and JSON drops it, so both encodings carry the same keys.
+  const out: Record<string, unknown> = {
     txHash: tx.hash,
     txIndex: tx.index,
     from: tx.from,
     to: tx.to,
     value: tx.value,
     nonce: tx.nonce,
-    status: tx.status,
-    contractAddress: tx.contractAddress,
     gas: tx.gas,
-    gasPrice: tx.gasPrice,
-    maxFeePerGas: tx.maxFeePerGas,
-    maxPriorityFeePerGas: tx.maxPriorityFeePerGas,
     input: fullInput ? tx.input : tx.input.slice(0, INPUT_SELECTOR_CHARS),
   };
+  if (tx.status !== undefined) out['status'] = tx.status;
+  if (tx.contractAddress !== undefined) out['contractAddress'] = tx.contractAddress;
+  if (tx.gasPrice !== undefined) out['gasPrice'] = tx.gasPrice;
+  if (tx.maxFeePerGas !== undefined) out['maxFeePerGas'] = tx.maxFeePerGas;
+  if (tx.maxPriorityFeePerGas !== undefined) out['maxPriorityFeePerGas'] = tx.maxPriorityFeePerGas;
+  return out;
 }
 
 function frameBytes(frame: Frame): number {

@@ -25,6 +25,7 @@ const NONE: ReadonlySet<never> = new Set();
 export class SubscriptionIndex<O> {
   readonly #blocks = new Map<number, Set<Subscription<O>>>();
   readonly #byAddress = new Map<number, Map<Hex, Set<Subscription<O>>>>();
+  readonly #live = new WeakSet<Subscription<O>>();
   #subscriptions = 0;
   #watchedAddresses = 0;
 
@@ -47,6 +48,7 @@ export class SubscriptionIndex<O> {
     addresses: Iterable<Hex> = [],
   ): Subscription<O> {
     const sub: Subscription<O> = { sid, owner, chainId, filter, addresses: new Set() };
+    this.#live.add(sub);
     this.#subscriptions++;
     if (filter.channel === 'blocks') {
       let set = this.#blocks.get(chainId);
@@ -61,8 +63,9 @@ export class SubscriptionIndex<O> {
     return sub;
   }
 
-  /** Removes a subscription and all its addresses. */
+  /** Removes a subscription and all its addresses; removing it again does nothing. */
   remove(sub: Subscription<O>): void {
+    if (!this.#live.delete(sub)) return;
     this.#subscriptions--;
     if (sub.filter.channel === 'blocks') {
       this.#blocks.get(sub.chainId)?.delete(sub);

@@ -58,6 +58,19 @@ function data(raw: unknown, field: string): Hex {
   throw new GatewayError('RPC_FAILED', `node sent bad hex data in ${field}: ${String(raw)}`);
 }
 
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+const HASH = /^0x[0-9a-fA-F]{64}$/;
+
+function address(raw: unknown, field: string): Hex {
+  if (typeof raw === 'string' && ADDRESS.test(raw)) return raw.toLowerCase() as Hex;
+  throw new GatewayError('RPC_FAILED', `node sent a bad address in ${field}: ${String(raw)}`);
+}
+
+function hash(raw: unknown, field: string): Hex {
+  if (typeof raw === 'string' && HASH.test(raw)) return raw.toLowerCase() as Hex;
+  throw new GatewayError('RPC_FAILED', `node sent a bad hash in ${field}: ${String(raw)}`);
+}
+
 function optionalQuantity(raw: unknown, field: string): Hex | undefined {
   return raw === undefined || raw === null ? undefined : quantity(raw, field);
 }
@@ -66,16 +79,22 @@ function toChainTx(tx: RpcTx, receipt: RpcReceipt | undefined): ChainTx {
   const gasPrice = optionalQuantity(tx.gasPrice, 'tx.gasPrice');
   const maxFeePerGas = optionalQuantity(tx.maxFeePerGas, 'tx.maxFeePerGas');
   const maxPriorityFeePerGas = optionalQuantity(tx.maxPriorityFeePerGas, 'tx.maxPriorityFeePerGas');
-  const status = receipt?.status === '0x1' ? 1 : receipt?.status === '0x0' ? 0 : undefined;
+  const rawStatus = receipt?.status;
+  const status =
+    rawStatus === undefined || rawStatus === null
+      ? undefined
+      : Number(quantity(rawStatus, 'receipt.status')) === 1
+        ? 1
+        : 0;
   const contractAddress =
     receipt?.contractAddress === undefined || receipt.contractAddress === null
       ? undefined
-      : data(receipt.contractAddress, 'receipt.contractAddress');
+      : address(receipt.contractAddress, 'receipt.contractAddress');
   return {
-    hash: data(tx.hash, 'tx.hash'),
+    hash: hash(tx.hash, 'tx.hash'),
     index: int(tx.transactionIndex, 'tx.transactionIndex'),
-    from: data(tx.from, 'tx.from'),
-    to: tx.to === null || tx.to === undefined ? null : data(tx.to, 'tx.to'),
+    from: address(tx.from, 'tx.from'),
+    to: tx.to === null || tx.to === undefined ? null : address(tx.to, 'tx.to'),
     value: quantity(tx.value, 'tx.value'),
     nonce: int(tx.nonce, 'tx.nonce'),
     gas: quantity(tx.gas, 'tx.gas'),
@@ -99,10 +118,10 @@ export function toChainBlock(chainId: number, block: RpcBlock, receipts: readonl
   return {
     chainId,
     number: int(block.number, 'block.number'),
-    hash: data(block.hash, 'block.hash'),
-    parentHash: data(block.parentHash, 'block.parentHash'),
+    hash: hash(block.hash, 'block.hash'),
+    parentHash: hash(block.parentHash, 'block.parentHash'),
     timestamp: int(block.timestamp, 'block.timestamp'),
-    miner: data(block.miner, 'block.miner'),
+    miner: address(block.miner, 'block.miner'),
     gasUsed: quantity(block.gasUsed, 'block.gasUsed'),
     gasLimit: quantity(block.gasLimit, 'block.gasLimit'),
     ...(baseFeePerGas === undefined ? {} : { baseFeePerGas }),

@@ -81,6 +81,8 @@ export function assertNativeUws(): void {
   }
 }
 
+/** Frames up to this many times `maxMessageBytes` are read and closed with 1009; larger ones are cut off. */
+const HARD_PAYLOAD_FACTOR = 4;
 const ENCODINGS: readonly string[] = ['msgpack', 'json'];
 /** The activity kinds this gateway decodes; a subscription without `kinds` gets all of them. */
 const SERVED_KINDS: ReadonlySet<EventKind> = new Set(['tx']);
@@ -306,7 +308,9 @@ export function createServer(options: ServerOptions): Promise<Server> {
     .App()
     .ws<Connection>('/v1', {
       compression: uWS.DISABLED,
-      maxPayloadLength: limits.maxMessageBytes,
+      // uWS drops a frame past its limit with no close frame (the client sees 1006). Our own check in
+      // `message` answers 1009 as PROTOCOL.md says; uWS's limit, further out, stays as the hard stop.
+      maxPayloadLength: limits.maxMessageBytes * HARD_PAYLOAD_FACTOR,
       maxBackpressure: limits.maxBackpressureBytes,
       closeOnBackpressureLimit: 0,
       idleTimeout: options.idleTimeoutSec,
@@ -348,7 +352,14 @@ export function createServer(options: ServerOptions): Promise<Server> {
         metrics.connectionsOpened.inc();
         send(conn, welcome());
       },
-      message: (ws, data, isBinary) => onMessage(ws.getUserData(), data, isBinary),
+      message: (ws, data, isBinary) => {
+        const conn = ws.getUserData();
+        if (data.byteLength > limits.maxMessageBytes) {
+          end(conn, CloseCode.messageTooBig, 'message too big', 'message_too_big');
+          return;
+        }
+        onMessage(conn, data, isBinary);
+      },
       close: (ws) => {
         const conn = ws.getUserData();
         conn.closed = true;

@@ -45,24 +45,26 @@ export type ParseResult =
   | { readonly ok: true; readonly request: Request }
   | { readonly ok: false; readonly id?: RequestId; readonly error: GatewayError };
 
-const FIELDS: Record<string, readonly string[]> = {
-  subscribe: [
-    'op',
-    'id',
-    'channel',
-    'chainId',
-    'full',
-    'fullInput',
-    'addresses',
-    'kinds',
-    'pending',
-    'confirmations',
-    'from',
-  ],
-  update: ['op', 'id', 'sub', 'add', 'remove'],
-  unsubscribe: ['op', 'id', 'sub'],
-  ping: ['op', 'id'],
-};
+const FIELDS: ReadonlyMap<string, readonly string[]> = new Map(
+  Object.entries({
+    subscribe: [
+      'op',
+      'id',
+      'channel',
+      'chainId',
+      'full',
+      'fullInput',
+      'addresses',
+      'kinds',
+      'pending',
+      'confirmations',
+      'from',
+    ],
+    update: ['op', 'id', 'sub', 'add', 'remove'],
+    unsubscribe: ['op', 'id', 'sub'],
+    ping: ['op', 'id'],
+  }),
+);
 const BLOCK_ONLY = ['full', 'fullInput'];
 const ACTIVITY_ONLY = ['addresses', 'kinds', 'pending'];
 const MAX_ID_CHARS = 128;
@@ -71,8 +73,11 @@ function bad(message: string): GatewayError {
   return new GatewayError('BAD_REQUEST', message);
 }
 
+/** A plain map: not an array, bytes, or a decoder's own object (msgpackr turns 0xc1 into one). */
 function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }
 
 function optionalBoolean(msg: Record<string, unknown>, key: string): boolean {
@@ -167,7 +172,7 @@ function parseSubscribe(msg: Record<string, unknown>, id: RequestId | undefined)
 function parseMessage(msg: Record<string, unknown>, id: RequestId | undefined): Request {
   const op = msg['op'];
   if (typeof op !== 'string') throw bad('op must be a string: subscribe, update, unsubscribe or ping');
-  const allowed = FIELDS[op];
+  const allowed = FIELDS.get(op);
   if (allowed === undefined) throw bad(`unknown op ${JSON.stringify(op.slice(0, 40))}`);
   const unknown = Object.keys(msg).find((key) => !allowed.includes(key));
   if (unknown !== undefined) throw bad(`unknown field ${JSON.stringify(unknown.slice(0, 40))} for op ${op}`);
@@ -197,6 +202,9 @@ export function parseRequest(data: ArrayBuffer, isBinary: boolean): ParseResult 
     raw = isBinary ? unpack(new Uint8Array(data)) : JSON.parse(Buffer.from(data).toString('utf8'));
   } catch {
     return { ok: false, error: bad(isBinary ? 'binary frame is not MessagePack' : 'text frame is not JSON') };
+  }
+  if (isBinary && typeof raw === 'object' && raw !== null && raw.constructor?.name === 'C1Type') {
+    return { ok: false, error: bad('binary frame is not MessagePack') };
   }
   if (!isRecord(raw)) return { ok: false, error: bad('message must be a map with an op') };
   const rawId = raw['id'];
