@@ -1,16 +1,8 @@
 import { toCursor } from '../domain/cursor.ts';
-import { toTxEvent } from '../domain/events.ts';
-import type { ChainBlock, ChainTx, Hex } from '../domain/types.ts';
+import type { ChainBlock, ChainTx } from '../domain/types.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
-import {
-  buildFrame,
-  EncodedFields,
-  EncodedValue,
-  type Encoding,
-  encodePrefix,
-  type Frame,
-  type FramePrefix,
-} from './encode.ts';
+import { buildFrame, EncodedFields, type Encoding, encodePrefix, type Frame, type FramePrefix } from './encode.ts';
+import { matchActivity } from './matchActivity.ts';
 
 /** What fan-out needs to know of a subscriber's connection. */
 export interface Peer {
@@ -112,7 +104,7 @@ export class Fanout<O extends Peer> {
       // Three shapes of a block message, each encoded at most once per encoding.
       const shapes: Array<EncodedFields | undefined> = [undefined, undefined, undefined];
       for (const sub of blockSubs) {
-        if (sub.filter.channel !== 'blocks') continue;
+        if (sub.filter.channel !== 'blocks' || (sub.filter.confirmations ?? 0) !== 0) continue;
         const shape = sub.filter.full ? (sub.filter.fullInput ? 2 : 1) : 0;
         let fields = shapes[shape];
         if (fields === undefined) {
@@ -127,28 +119,7 @@ export class Fanout<O extends Peer> {
       }
     }
 
-    const matches = new Map<Subscription<O>, EncodedValue[]>();
-    const match = (address: Hex | null | undefined, event: () => EncodedValue): void => {
-      if (address === null || address === undefined) return;
-      for (const sub of this.#index.watchers(block.chainId, address)) {
-        if (sub.filter.channel !== 'activity' || !sub.filter.kinds.has('tx')) continue;
-        const value = event();
-        const list = matches.get(sub);
-        if (list === undefined) matches.set(sub, [value]);
-        // from, to and contractAddress may all be watched by one subscription: one event.
-        else if (list[list.length - 1] !== value) list.push(value);
-      }
-    };
-    for (const tx of block.transactions) {
-      let encoded: EncodedValue | undefined;
-      const event = (): EncodedValue => {
-        encoded ??= new EncodedValue(toTxEvent(tx));
-        return encoded;
-      };
-      match(tx.from, event);
-      match(tx.to, event);
-      match(tx.contractAddress, event);
-    }
+    const matches = matchActivity(this.#index, block, 0);
     if (matches.size > 0) {
       const shared = new EncodedFields({
         chainId: block.chainId,

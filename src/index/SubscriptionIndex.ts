@@ -1,9 +1,12 @@
 import type { EventKind, Hex } from '../domain/types.ts';
 
-/** What a subscription asks for (PROTOCOL.md `subscribe`), once validated. */
+/**
+ * What a subscription asks for (PROTOCOL.md `subscribe`), once validated. `confirmations`
+ * (default 0) delays delivery until the block has that many confirmations.
+ */
 export type SubscriptionFilter =
-  | { readonly channel: 'blocks'; readonly full: boolean; readonly fullInput: boolean }
-  | { readonly channel: 'activity'; readonly kinds: ReadonlySet<EventKind> };
+  | { readonly channel: 'blocks'; readonly full: boolean; readonly fullInput: boolean; readonly confirmations?: number }
+  | { readonly channel: 'activity'; readonly kinds: ReadonlySet<EventKind>; readonly confirmations?: number };
 
 /** One subscription of one connection (`owner`), as the index holds it. */
 export interface Subscription<O> {
