@@ -1,9 +1,17 @@
 import { GatewayError } from './domain/errors.ts';
 
+/** One chain to follow: its id (checked against the node) and its endpoints in failover order. */
+export interface ChainConfig {
+  readonly chainId: number;
+  readonly rpc: readonly string[];
+}
+
 /** The gateway's whole configuration, validated once and frozen. */
 export interface Config {
-  /** JSON-RPC URLs of the chain, in failover order; empty runs the embedded devnet. */
+  /** JSON-RPC URLs of one chain whose id the node tells, in failover order. */
   readonly rpc: readonly string[];
+  /** Chains named by id, each with its endpoints; with `rpc` too, that chain comes first. Both empty: the devnet. */
+  readonly chains: readonly ChainConfig[];
   readonly host: string;
   readonly port: number;
   /** Head polling interval for http(s) endpoints, in ms. */
@@ -20,11 +28,22 @@ export interface Config {
   readonly maxRequestsPerSecond: number;
   /** Block time of the embedded devnet, in seconds. */
   readonly devnetBlockTimeSec: number;
+  /** Recent blocks ingest keeps to find a reorg's common ancestor. */
+  readonly reorgWindowBlocks: number;
+  /** Recent blocks whose deliveries are kept for `removed` and confirmations. */
+  readonly historyWindowBlocks: number;
+  /** Blocks fetched at once while catching up after a gap. */
+  readonly backfillConcurrency: number;
+  /** No new head for this long reconnects (and fails over to the next endpoint), in seconds. */
+  readonly headTimeoutSec: number;
+  /** Largest `confirmations` a subscription may ask for. */
+  readonly maxConfirmations: number;
 }
 
 /** Every default, in one place. */
 export const DEFAULTS: Config = Object.freeze({
   rpc: Object.freeze([]),
+  chains: Object.freeze([]),
   host: '0.0.0.0',
   port: 8080,
   pollIntervalMs: 1000,
@@ -37,6 +56,11 @@ export const DEFAULTS: Config = Object.freeze({
   maxBackpressureBytes: 4_194_304,
   maxRequestsPerSecond: 100,
   devnetBlockTimeSec: 1,
+  reorgWindowBlocks: 128,
+  historyWindowBlocks: 256,
+  backfillConcurrency: 4,
+  headTimeoutSec: 30,
+  maxConfirmations: 64,
 });
 
 interface Option {
@@ -55,6 +79,12 @@ export const OPTIONS: readonly Option[] = [
     flag: '--rpc',
     env: 'BLOCKCAST_RPC',
     help: 'JSON-RPC URL (http, https, ws, wss); repeat the flag or comma-separate for failover',
+  },
+  {
+    key: 'chains',
+    flag: '--chain',
+    env: 'BLOCKCAST_CHAINS',
+    help: 'a chain as ID=URL[,URL...]; repeat the flag (or separate chains with ; in the env) for several chains',
   },
   { key: 'host', flag: '--host', env: 'BLOCKCAST_HOST', help: 'interface to listen on' },
   {
@@ -128,6 +158,41 @@ export const OPTIONS: readonly Option[] = [
     range: [1, 100_000],
   },
   {
+    key: 'reorgWindowBlocks',
+    flag: '--reorg-window-blocks',
+    env: 'BLOCKCAST_REORG_WINDOW_BLOCKS',
+    help: 'recent blocks kept to find a reorg ancestor',
+    range: [2, 100_000],
+  },
+  {
+    key: 'historyWindowBlocks',
+    flag: '--history-window-blocks',
+    env: 'BLOCKCAST_HISTORY_WINDOW_BLOCKS',
+    help: 'recent blocks whose deliveries are kept (removed, confirmations)',
+    range: [2, 100_000],
+  },
+  {
+    key: 'backfillConcurrency',
+    flag: '--backfill-concurrency',
+    env: 'BLOCKCAST_BACKFILL_CONCURRENCY',
+    help: 'blocks fetched at once while catching up',
+    range: [1, 64],
+  },
+  {
+    key: 'headTimeoutSec',
+    flag: '--head-timeout-sec',
+    env: 'BLOCKCAST_HEAD_TIMEOUT_SEC',
+    help: 'no new head for this long: reconnect / fail over',
+    range: [1, 3600],
+  },
+  {
+    key: 'maxConfirmations',
+    flag: '--max-confirmations',
+    env: 'BLOCKCAST_MAX_CONFIRMATIONS',
+    help: 'largest confirmations a subscription may ask for',
+    range: [0, 10_000],
+  },
+  {
     key: 'devnetBlockTimeSec',
     flag: '--devnet-block-time-sec',
     env: 'BLOCKCAST_DEVNET_BLOCK_TIME_SEC',
@@ -149,7 +214,36 @@ function checkRpcUrl(url: string): string {
   return url;
 }
 
+function parseChain(raw: string, from: string): ChainConfig {
+  const eq = raw.indexOf('=');
+  const id = raw.slice(0, eq).trim();
+  if (eq <= 0 || !/^\d{1,15}$/.test(id)) {
+    throw new GatewayError('BAD_CONFIG', `chains: ${from} must be ID=URL[,URL...], got ${JSON.stringify(raw)}`);
+  }
+  const rpc = raw
+    .slice(eq + 1)
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map(checkRpcUrl);
+  if (rpc.length === 0) throw new GatewayError('BAD_CONFIG', `chains: ${from} names chain ${id} without an RPC URL`);
+  return Object.freeze({ chainId: Number(id), rpc: Object.freeze(rpc) });
+}
+
 function setValue(values: Record<string, unknown>, option: Option, raw: string, from: string): void {
+  if (option.key === 'chains') {
+    const chains = raw
+      .split(';')
+      .filter((s) => s.trim().length > 0)
+      .map((s) => parseChain(s, from));
+    if (chains.length === 0) throw new GatewayError('BAD_CONFIG', `chains: ${from} is empty`);
+    const all = [...((values['chains'] as ChainConfig[] | undefined) ?? []), ...chains];
+    const ids = all.map((c) => c.chainId);
+    const twice = ids.find((id, i) => ids.indexOf(id) !== i);
+    if (twice !== undefined) throw new GatewayError('BAD_CONFIG', `chains: chain ${twice} is named twice`);
+    values['chains'] = all;
+    return;
+  }
   if (option.key === 'rpc') {
     const urls = raw
       .split(',')
@@ -181,7 +275,7 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
 export function usage(): string {
   const lines = OPTIONS.map(
     (o) =>
-      `  ${`${o.flag} ${o.range ? 'N' : o.key === 'rpc' ? 'URL' : 'VALUE'}`.padEnd(32)}${o.help} (${o.env}; default ${JSON.stringify(DEFAULTS[o.key])})`,
+      `  ${`${o.flag} ${o.range ? 'N' : o.key === 'rpc' ? 'URL' : o.key === 'chains' ? 'ID=URL' : 'VALUE'}`.padEnd(32)}${o.help} (${o.env}; default ${JSON.stringify(DEFAULTS[o.key])})`,
   );
   return [
     'usage: npm start -- [options]',
@@ -215,5 +309,11 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     setValue(fromFlags, option, raw, flag);
   }
   const config = { ...DEFAULTS, ...fromEnv, ...fromFlags } as Config;
-  return Object.freeze({ ...config, rpc: Object.freeze([...config.rpc]) });
+  if (config.maxConfirmations >= config.historyWindowBlocks) {
+    throw new GatewayError(
+      'BAD_CONFIG',
+      `maxConfirmations: must be below historyWindowBlocks (${config.historyWindowBlocks}), got ${config.maxConfirmations}`,
+    );
+  }
+  return Object.freeze({ ...config, rpc: Object.freeze([...config.rpc]), chains: Object.freeze([...config.chains]) });
 }

@@ -1,4 +1,4 @@
-import type { ActivityEvent, ChainBlock, ChainTx, Hex, TxEvent } from './types.ts';
+import type { ActivityEvent, ChainBlock, ChainTx, Hex, TokenTransferEvent, TxEvent } from './types.ts';
 
 /** The `tx` activity event of a transaction (PROTOCOL.md `Event`); its `id` is the tx hash. */
 export function toTxEvent(tx: ChainTx): TxEvent {
@@ -24,6 +24,19 @@ export interface ActivityEntry {
   readonly addresses: readonly Hex[];
 }
 
+/** The addresses a transaction is matched on: `from`, `to`, and the contract it created. */
+export function txAddresses(tx: Pick<ChainTx, 'from' | 'to' | 'contractAddress'>): Hex[] {
+  const addresses: Hex[] = [tx.from];
+  if (tx.to !== null && tx.to !== tx.from) addresses.push(tx.to);
+  if (tx.contractAddress !== undefined) addresses.push(tx.contractAddress);
+  return addresses;
+}
+
+/** The addresses a token transfer is matched on: `from` and `to` (never the operator or the token). */
+export function transferAddresses(transfer: TokenTransferEvent): Hex[] {
+  return transfer.from === transfer.to ? [transfer.from] : [transfer.from, transfer.to];
+}
+
 /**
  * Every activity event of a block, in block order (each transaction, then the events decoded
  * from its logs in log order), with the addresses each one is matched on.
@@ -31,10 +44,9 @@ export interface ActivityEntry {
 export function blockActivity(block: ChainBlock): ActivityEntry[] {
   const entries: ActivityEntry[] = [];
   for (const tx of block.transactions) {
-    const addresses: Hex[] = [tx.from];
-    if (tx.to !== null && tx.to !== tx.from) addresses.push(tx.to);
-    if (tx.contractAddress !== undefined) addresses.push(tx.contractAddress);
-    entries.push({ event: toTxEvent(tx), addresses });
+    entries.push({ event: toTxEvent(tx), addresses: txAddresses(tx) });
+    if (tx.transfers === undefined) continue;
+    for (const transfer of tx.transfers) entries.push({ event: transfer, addresses: transferAddresses(transfer) });
   }
   return entries;
 }

@@ -31,6 +31,8 @@ export interface ChainTx {
   readonly maxFeePerGas?: Hex;
   readonly maxPriorityFeePerGas?: Hex;
   readonly input: Hex;
+  /** Token transfers decoded from the receipt's logs, in log order; absent when there are none. */
+  readonly transfers?: readonly TokenTransferEvent[];
 }
 
 /** A canonical block with its transactions, as ingest hands it to the stages after it. */
@@ -60,7 +62,8 @@ export interface TxEvent {
   /** Stable across replays: the transaction hash. */
   readonly id: string;
   readonly txHash: Hex;
-  readonly txIndex: number;
+  /** Position in its block; `null` in `pending` messages (not in a block yet). */
+  readonly txIndex: number | null;
   readonly from: Hex;
   readonly to: Hex | null;
   readonly value: Hex;
@@ -69,5 +72,60 @@ export interface TxEvent {
   readonly contractAddress?: Hex;
 }
 
-/** Every event an `activity` message can carry (token kinds join as they are decoded). */
-export type ActivityEvent = TxEvent;
+/** An ERC-20 `Transfer(address indexed from, address indexed to, uint256 value)` log. */
+export interface Erc20TransferEvent {
+  readonly kind: 'erc20';
+  /** Stable across replays: `txHash:logIndex`. */
+  readonly id: string;
+  readonly txHash: Hex;
+  /** Index of the log in its block. */
+  readonly logIndex: number;
+  /** The contract that emitted the log. */
+  readonly token: Hex;
+  readonly from: Hex;
+  readonly to: Hex;
+  /** Amount in the token's smallest unit, as 0x hex. */
+  readonly value: Hex;
+}
+
+/** An ERC-721 `Transfer(address indexed from, address indexed to, uint256 indexed tokenId)` log. */
+export interface Erc721TransferEvent {
+  readonly kind: 'erc721';
+  /** Stable across replays: `txHash:logIndex`. */
+  readonly id: string;
+  readonly txHash: Hex;
+  /** Index of the log in its block. */
+  readonly logIndex: number;
+  /** The contract that emitted the log. */
+  readonly token: Hex;
+  readonly from: Hex;
+  readonly to: Hex;
+  /** As 0x hex. */
+  readonly tokenId: Hex;
+}
+
+/** One transfer of an ERC-1155 `TransferSingle` log, or one item of a `TransferBatch` log. */
+export interface Erc1155TransferEvent {
+  readonly kind: 'erc1155';
+  /** Stable across replays: `txHash:logIndex` (single), `txHash:logIndex:i` (i-th item of a batch). */
+  readonly id: string;
+  readonly txHash: Hex;
+  /** Index of the log in its block. */
+  readonly logIndex: number;
+  /** The contract that emitted the log. */
+  readonly token: Hex;
+  /** Who made the transfer (carried, never matched). */
+  readonly operator: Hex;
+  readonly from: Hex;
+  readonly to: Hex;
+  /** As 0x hex. */
+  readonly tokenId: Hex;
+  /** Amount, as 0x hex. */
+  readonly value: Hex;
+}
+
+/** A token transfer decoded from a log (kinds `erc20`, `erc721`, `erc1155`). */
+export type TokenTransferEvent = Erc20TransferEvent | Erc721TransferEvent | Erc1155TransferEvent;
+
+/** Every event an `activity` or `pending` message can carry. */
+export type ActivityEvent = TxEvent | TokenTransferEvent;

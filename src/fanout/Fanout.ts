@@ -1,8 +1,17 @@
 import { toCursor } from '../domain/cursor.ts';
-import type { ChainBlock, ChainTx } from '../domain/types.ts';
+import type { ChainBlock, ChainTx, Hex, TxEvent } from '../domain/types.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
-import { buildFrame, EncodedFields, type Encoding, encodePrefix, type Frame, type FramePrefix } from './encode.ts';
+import {
+  buildFrame,
+  EncodedFields,
+  type EncodedValue,
+  type Encoding,
+  encodePrefix,
+  type Frame,
+  type FramePrefix,
+} from './encode.ts';
 import { matchActivity } from './matchActivity.ts';
+import { matchPending } from './matchPending.ts';
 
 /** What fan-out needs to know of a subscriber's connection. */
 export interface Peer {
@@ -18,6 +27,13 @@ export interface FanoutResult {
   readonly activityMessages: number;
   readonly blockBytes: number;
   readonly activityBytes: number;
+  readonly connections: number;
+}
+
+/** What one batch of pending transactions' fan-out produced, for metrics. */
+export interface PendingFanoutResult {
+  readonly messages: number;
+  readonly bytes: number;
   readonly connections: number;
 }
 
@@ -56,10 +72,24 @@ export class Fanout<O extends Peer> {
   readonly #index: SubscriptionIndex<O>;
   readonly #deliver: Deliver<O>;
   readonly #prefixes = new WeakMap<Subscription<O>, FramePrefix>();
+  readonly #pendingPrefixes = new WeakMap<Subscription<O>, FramePrefix>();
+  readonly #windowBlocks: number;
+  /** The first block number each `blocks` subscription was sent: it has every later one. */
+  readonly #firstBlock = new WeakMap<Subscription<O>, number>();
+  /** What each activity subscription was sent, per block hash, for retraction (within the window). */
+  readonly #sentActivity = new Map<
+    Hex,
+    { readonly number: number; readonly sent: Map<Subscription<O>, EncodedValue[]> }
+  >();
 
-  constructor(index: SubscriptionIndex<O>, deliver: Deliver<O>) {
+  /**
+   * @param windowBlocks how many recent blocks' deliveries are remembered for `removed`.
+   * @default 256
+   */
+  constructor(index: SubscriptionIndex<O>, deliver: Deliver<O>, windowBlocks = 256) {
     this.#index = index;
     this.#deliver = deliver;
+    this.#windowBlocks = windowBlocks;
   }
 
   #prefix(sub: Subscription<O>): FramePrefix {
@@ -71,8 +101,11 @@ export class Fanout<O extends Peer> {
     return prefix;
   }
 
-  /** Delivers one canonical block to every matching subscription: at most one message each. */
-  publishBlock(block: ChainBlock): FanoutResult {
+  /**
+   * Delivers one canonical block to every subscription of confirmation depth `confirmations`
+   * that it matches: at most one message each.
+   */
+  publishBlock(block: ChainBlock, confirmations = 0): FanoutResult {
     const cursor = toCursor(block.chainId, block);
     const perOwner = new Map<O, Frame[]>();
     let blockMessages = 0;
@@ -104,7 +137,8 @@ export class Fanout<O extends Peer> {
       // Three shapes of a block message, each encoded at most once per encoding.
       const shapes: Array<EncodedFields | undefined> = [undefined, undefined, undefined];
       for (const sub of blockSubs) {
-        if (sub.filter.channel !== 'blocks' || (sub.filter.confirmations ?? 0) !== 0) continue;
+        if (sub.filter.channel !== 'blocks' || (sub.filter.confirmations ?? 0) !== confirmations) continue;
+        if (!this.#firstBlock.has(sub)) this.#firstBlock.set(sub, block.number);
         const shape = sub.filter.full ? (sub.filter.fullInput ? 2 : 1) : 0;
         let fields = shapes[shape];
         if (fields === undefined) {
@@ -119,8 +153,9 @@ export class Fanout<O extends Peer> {
       }
     }
 
-    const matches = matchActivity(this.#index, block, 0);
+    const matches = matchActivity(this.#index, block, confirmations);
     if (matches.size > 0) {
+      this.#remember(block, matches);
       const shared = new EncodedFields({
         chainId: block.chainId,
         block: { number: block.number, hash: block.hash, timestamp: block.timestamp },
@@ -134,5 +169,89 @@ export class Fanout<O extends Peer> {
 
     for (const [owner, frames] of perOwner) this.#deliver(owner, frames);
     return { blockMessages, activityMessages, blockBytes, activityBytes, connections: perOwner.size };
+  }
+
+  #remember(block: ChainBlock, matches: Map<Subscription<O>, EncodedValue[]>): void {
+    const entry = this.#sentActivity.get(block.hash);
+    if (entry === undefined) this.#sentActivity.set(block.hash, { number: block.number, sent: new Map(matches) });
+    else for (const [sub, events] of matches) entry.sent.set(sub, events);
+    // Insertion order is block order, so the oldest entries come first.
+    for (const [hash, old] of this.#sentActivity) {
+      if (old.number > block.number - this.#windowBlocks) break;
+      this.#sentActivity.delete(hash);
+    }
+  }
+
+  /**
+   * Retracts a block that left the canonical chain from the subscriptions of depth
+   * `confirmations` that were sent something for it: a `removed` message each, naming the
+   * block (and, for activity, the events it had carried). Its cursor points at the parent.
+   */
+  retractBlock(block: ChainBlock, confirmations = 0): FanoutResult {
+    const perOwner = new Map<O, Frame[]>();
+    let blockMessages = 0;
+    let activityMessages = 0;
+    let blockBytes = 0;
+    let activityBytes = 0;
+    const push = (owner: O, frame: Frame): number => {
+      const frames = perOwner.get(owner);
+      if (frames === undefined) perOwner.set(owner, [frame]);
+      else frames.push(frame);
+      return frameBytes(frame);
+    };
+    const shared = new EncodedFields({
+      chainId: block.chainId,
+      block: { number: block.number, hash: block.hash },
+      cursor: toCursor(block.chainId, { number: block.number - 1, hash: block.parentHash }),
+    });
+    for (const sub of this.#index.blockSubscribers(block.chainId)) {
+      if ((sub.filter.confirmations ?? 0) !== confirmations) continue;
+      const first = this.#firstBlock.get(sub);
+      if (first === undefined || first > block.number) continue;
+      blockBytes += push(sub.owner, buildFrame(sub.owner.encoding, encodePrefix('removed', sub.sid), shared));
+      blockMessages++;
+    }
+    const sent = this.#sentActivity.get(block.hash)?.sent;
+    if (sent !== undefined) {
+      for (const [sub, events] of sent) {
+        if ((sub.filter.confirmations ?? 0) !== confirmations || !this.#index.has(sub)) continue;
+        sent.delete(sub);
+        activityBytes += push(
+          sub.owner,
+          buildFrame(sub.owner.encoding, encodePrefix('removed', sub.sid), shared, events),
+        );
+        activityMessages++;
+      }
+      if (sent.size === 0) this.#sentActivity.delete(block.hash);
+    }
+    for (const [owner, frames] of perOwner) this.#deliver(owner, frames);
+    return { blockMessages, activityMessages, blockBytes, activityBytes, connections: perOwner.size };
+  }
+
+  /**
+   * Delivers a batch of mempool transactions of a chain to the activity subscriptions with
+   * `pending: true` that watch their `from` or `to`: one `pending` message per subscription per
+   * batch, each event encoded once.
+   */
+  publishPending(chainId: number, events: readonly TxEvent[]): PendingFanoutResult {
+    const matches = matchPending(this.#index, chainId, events);
+    if (matches.size === 0) return { messages: 0, bytes: 0, connections: 0 };
+    const shared = new EncodedFields({ chainId });
+    const perOwner = new Map<O, Frame[]>();
+    let bytes = 0;
+    for (const [sub, matched] of matches) {
+      let prefix = this.#pendingPrefixes.get(sub);
+      if (prefix === undefined) {
+        prefix = encodePrefix('pending', sub.sid);
+        this.#pendingPrefixes.set(sub, prefix);
+      }
+      const frame = buildFrame(sub.owner.encoding, prefix, shared, matched);
+      bytes += frameBytes(frame);
+      const frames = perOwner.get(sub.owner);
+      if (frames === undefined) perOwner.set(sub.owner, [frame]);
+      else frames.push(frame);
+    }
+    for (const [owner, frames] of perOwner) this.#deliver(owner, frames);
+    return { messages: matches.size, bytes, connections: perOwner.size };
   }
 }

@@ -6,7 +6,13 @@ import type { EventKind, Hex } from '../domain/types.ts';
  */
 export type SubscriptionFilter =
   | { readonly channel: 'blocks'; readonly full: boolean; readonly fullInput: boolean; readonly confirmations?: number }
-  | { readonly channel: 'activity'; readonly kinds: ReadonlySet<EventKind>; readonly confirmations?: number };
+  | {
+      readonly channel: 'activity';
+      readonly kinds: ReadonlySet<EventKind>;
+      readonly confirmations?: number;
+      /** Also deliver matching mempool transactions as `pending` messages. @default false */
+      readonly pending?: boolean;
+    };
 
 /** One subscription of one connection (`owner`), as the index holds it. */
 export interface Subscription<O> {
@@ -29,6 +35,9 @@ export class SubscriptionIndex<O> {
   readonly #blocks = new Map<number, Set<Subscription<O>>>();
   readonly #byAddress = new Map<number, Map<Hex, Set<Subscription<O>>>>();
   readonly #live = new WeakSet<Subscription<O>>();
+  readonly #pendingByChain = new Map<number, number>();
+  /** chain → confirmation depth → number of subscriptions using it. */
+  readonly #depths = new Map<number, Map<number, number>>();
   #subscriptions = 0;
   #watchedAddresses = 0;
 
@@ -53,6 +62,7 @@ export class SubscriptionIndex<O> {
     const sub: Subscription<O> = { sid, owner, chainId, filter, addresses: new Set() };
     this.#live.add(sub);
     this.#subscriptions++;
+    this.#countDepth(sub, 1);
     if (filter.channel === 'blocks') {
       let set = this.#blocks.get(chainId);
       if (set === undefined) {
@@ -62,6 +72,7 @@ export class SubscriptionIndex<O> {
       set.add(sub);
     } else {
       this.watch(sub, addresses);
+      if (filter.pending === true) this.#pendingByChain.set(chainId, this.pendingSubscriptions(chainId) + 1);
     }
     return sub;
   }
@@ -70,11 +81,28 @@ export class SubscriptionIndex<O> {
   remove(sub: Subscription<O>): void {
     if (!this.#live.delete(sub)) return;
     this.#subscriptions--;
+    this.#countDepth(sub, -1);
     if (sub.filter.channel === 'blocks') {
       this.#blocks.get(sub.chainId)?.delete(sub);
     } else {
       this.unwatch(sub, [...sub.addresses]);
+      if (sub.filter.pending === true) {
+        this.#pendingByChain.set(sub.chainId, this.pendingSubscriptions(sub.chainId) - 1);
+      }
     }
+  }
+
+  #countDepth(sub: Subscription<O>, delta: number): void {
+    const depth = sub.filter.confirmations ?? 0;
+    if (depth === 0) return;
+    let depths = this.#depths.get(sub.chainId);
+    if (depths === undefined) {
+      depths = new Map();
+      this.#depths.set(sub.chainId, depths);
+    }
+    const count = (depths.get(depth) ?? 0) + delta;
+    if (count > 0) depths.set(depth, count);
+    else depths.delete(depth);
   }
 
   /** Adds addresses to an activity subscription; returns how many were new. */
@@ -117,6 +145,17 @@ export class SubscriptionIndex<O> {
     return removed;
   }
 
+  /** Whether `sub` is held (added and not removed). */
+  has(sub: Subscription<O>): boolean {
+    return this.#live.has(sub);
+  }
+
+  /** The confirmation depths in use on a chain (0 always). */
+  confirmationDepths(chainId: number): readonly number[] {
+    const depths = this.#depths.get(chainId);
+    return depths === undefined ? [0] : [0, ...[...depths.keys()].filter((d) => d > 0).sort((a, b) => a - b)];
+  }
+
   /** The `blocks` subscriptions of a chain. */
   blockSubscribers(chainId: number): ReadonlySet<Subscription<O>> {
     return this.#blocks.get(chainId) ?? NONE;
@@ -125,6 +164,11 @@ export class SubscriptionIndex<O> {
   /** The activity subscriptions of a chain that watch `address` (lowercase). */
   watchers(chainId: number, address: Hex): ReadonlySet<Subscription<O>> {
     return this.#byAddress.get(chainId)?.get(address) ?? NONE;
+  }
+
+  /** Number of activity subscriptions of a chain that asked for `pending` transactions. */
+  pendingSubscriptions(chainId: number): number {
+    return this.#pendingByChain.get(chainId) ?? 0;
   }
 
   /** Number of subscriptions per channel. */

@@ -1,5 +1,6 @@
 import { GatewayError } from '../domain/errors.ts';
 import type { ChainBlock, ChainTx, Hex } from '../domain/types.ts';
+import { decodeTransfers } from './decodeTransfers.ts';
 
 /** A block as `eth_getBlockByNumber(n, true)` returns it (the fields ingest reads). */
 export interface RpcBlock {
@@ -32,8 +33,11 @@ export interface RpcTx {
 /** A receipt as `eth_getBlockReceipts` / `eth_getTransactionReceipt` return it (fields read). */
 export interface RpcReceipt {
   transactionHash: string;
+  blockHash?: string;
   status?: string | null;
   contractAddress?: string | null;
+  /** Decoded into token transfers by {@link decodeTransfers}; malformed logs are skipped, never fatal. */
+  logs?: unknown;
 }
 
 const CANONICAL_QUANTITY = /^0x(0|[1-9a-f][0-9a-f]*)$/;
@@ -90,8 +94,10 @@ function toChainTx(tx: RpcTx, receipt: RpcReceipt | undefined): ChainTx {
     receipt?.contractAddress === undefined || receipt.contractAddress === null
       ? undefined
       : address(receipt.contractAddress, 'receipt.contractAddress');
+  const txHash = hash(tx.hash, 'tx.hash');
+  const transfers = decodeTransfers(txHash, receipt?.logs);
   return {
-    hash: hash(tx.hash, 'tx.hash'),
+    hash: txHash,
     index: int(tx.transactionIndex, 'tx.transactionIndex'),
     from: address(tx.from, 'tx.from'),
     to: tx.to === null || tx.to === undefined ? null : address(tx.to, 'tx.to'),
@@ -101,6 +107,7 @@ function toChainTx(tx: RpcTx, receipt: RpcReceipt | undefined): ChainTx {
     input: data(tx.input, 'tx.input'),
     ...(status === undefined ? {} : { status }),
     ...(contractAddress === undefined ? {} : { contractAddress }),
+    ...(transfers.length === 0 ? {} : { transfers }),
     ...(maxFeePerGas === undefined ? {} : { maxFeePerGas }),
     ...(maxPriorityFeePerGas === undefined ? {} : { maxPriorityFeePerGas }),
     ...(gasPrice === undefined || maxFeePerGas !== undefined ? {} : { gasPrice }),

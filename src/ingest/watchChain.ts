@@ -1,218 +1,274 @@
-import { FetchRequest, JsonRpcProvider, Network, WebSocketProvider } from 'ethers';
 import { GatewayError } from '../domain/errors.ts';
-import type { ChainBlock } from '../domain/types.ts';
+import type { BlockRef, ChainBlock, Hex } from '../domain/types.ts';
+import { RpcPool } from './RpcPool.ts';
 import { type RpcBlock, type RpcReceipt, toChainBlock } from './toChainBlock.ts';
 
 /** Options of {@link watchChain}. */
 export interface WatchChainOptions {
-  /** JSON-RPC endpoints of one chain, tried in order: http(s) is polled, ws(s) follows `newHeads`. */
+  /** JSON-RPC endpoints of one chain, in failover order: http(s) is polled, ws(s) also follows `newHeads`. */
   readonly urls: readonly string[];
-  /** How often an http endpoint is asked for its head, in ms. @default 1000 */
+  /** The chain id the endpoints must serve; `undefined` takes whatever the first endpoint says. */
+  readonly expectedChainId?: number;
+  /** How often the node is asked for its head, in ms. @default 1000 */
   readonly pollIntervalMs: number;
-  /** Timeout of one RPC request, in ms. @default 10000 */
+  /** Timeout of one RPC request, in ms; a timeout fails over to the next endpoint. @default 10000 */
   readonly requestTimeoutMs: number;
-  /** Called once per new canonical block, in order of number, never concurrently. */
+  /** Recent canonical blocks kept, linked by parent hash, to find a reorg's common ancestor. @default 128 */
+  readonly reorgWindowBlocks: number;
+  /** Blocks fetched at once while catching up after a gap. @default 4 */
+  readonly backfillConcurrency: number;
+  /** No new head for this long reconnects (and fails over), in ms. @default 30000 */
+  readonly headTimeoutMs: number;
+  /** A new canonical block, in order of number; never called concurrently. */
   readonly onBlock: (block: ChainBlock) => void;
-  /** Called for RPC faults that ingest recovers from by itself (it retries). */
+  /** A block that left the canonical chain, newest first, before the new branch's blocks. */
+  readonly onRetract: (block: BlockRef & { readonly parentHash: Hex }) => void;
+  /** After a reorg was applied: how many blocks it orphaned, and whether it reached past the window. */
+  readonly onReorg?: (depth: number, pastWindow: boolean) => void;
+  /** Blocks fetched to close a gap (beyond the one head that revealed it). */
+  readonly onBackfill?: (blocks: number) => void;
+  /** RPC faults that ingest recovers from by itself. */
   readonly onError: (error: unknown, url: string) => void;
-  /** Called after each RPC request with its method, endpoint, duration in seconds and outcome. */
+  /** Every RPC request: method, endpoint, seconds, outcome. */
   readonly onRequest?: (method: string, url: string, seconds: number, ok: boolean) => void;
+  /** An endpoint became the one in use (`true`) or failed (`false`). */
+  readonly onEndpoint?: (url: string, up: boolean) => void;
 }
 
-/** A running chain watcher: the chain's id and head, and a `close()`. */
+/** A running chain watcher. */
 export interface ChainWatcher {
   readonly chainId: number;
-  /** The newest block handed to `onBlock` (or the head found at start). */
+  /** The newest canonical block handed over (or the head found at start). */
   readonly head: () => ChainBlock;
   readonly close: () => Promise<void>;
 }
 
-const RECEIPT_CONCURRENCY = 8;
-
-interface Endpoint {
-  readonly url: string;
-  readonly provider: JsonRpcProvider | WebSocketProvider;
+interface Header {
+  readonly number: number;
+  readonly hash: Hex;
+  readonly parentHash: Hex;
 }
 
-function isWebSocketUrl(url: string): boolean {
-  return url.startsWith('ws://') || url.startsWith('wss://');
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new GatewayError('RPC_FAILED', `${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+function toHeader(raw: { number: string; hash: string; parentHash: string }): Header {
+  return {
+    number: Number(raw.number),
+    hash: raw.hash.toLowerCase() as Hex,
+    parentHash: raw.parentHash.toLowerCase() as Hex,
+  };
 }
 
 /**
- * Follows a chain's head over JSON-RPC and hands every new block, with its transactions and
- * receipts, to `onBlock` in order. Blocks between the last one handed over and a new head are
- * fetched one by one, so a head notification that skips numbers leaves no gap. On an RPC fault
- * the next endpoint takes over and the fetch is retried.
+ * Follows a chain over JSON-RPC and hands over its canonical blocks in order: never a gap,
+ * never a repeat. Each round asks the node for its head; a higher head is caught up block by
+ * block (fetched `backfillConcurrency` at a time, applied in order); a block whose parent is not
+ * the known head starts a walk back by parent hash to the common ancestor within the window of
+ * recent blocks, the orphaned blocks are retracted newest first, then the new branch is applied.
+ * A reorg deeper than the window retracts the whole window and continues on the new branch.
+ * Faults fail over to the next endpoint; a head that stops moving reconnects.
  */
 export async function watchChain(options: WatchChainOptions): Promise<ChainWatcher> {
-  if (options.urls.length === 0) throw new GatewayError('BAD_CONFIG', 'rpc: at least one RPC URL is needed');
-  let endpointIndex = 0;
-  let endpoint: Endpoint | undefined;
+  const pool = new RpcPool({
+    urls: options.urls,
+    requestTimeoutMs: options.requestTimeoutMs,
+    onError: options.onError,
+    ...(options.onRequest === undefined ? {} : { onRequest: options.onRequest }),
+    ...(options.onEndpoint === undefined ? {} : { onEndpoint: options.onEndpoint }),
+  });
   let closed = false;
   let hasBlockReceipts = true;
-
-  function connect(url: string, chainId: number | undefined): Endpoint {
-    const network = chainId === undefined ? undefined : Network.from(chainId);
-    const opts = network === undefined ? { batchMaxCount: 1 } : { staticNetwork: network, batchMaxCount: 1 };
-    if (isWebSocketUrl(url)) return { url, provider: new WebSocketProvider(url, network, opts) };
-    const request = new FetchRequest(url);
-    request.timeout = options.requestTimeoutMs;
-    return { url, provider: new JsonRpcProvider(request, network, opts) };
-  }
-
-  async function send<T>(method: string, params: unknown[]): Promise<T> {
-    const current = endpoint;
-    if (current === undefined) throw new GatewayError('RPC_FAILED', 'no RPC endpoint connected');
-    const started = performance.now();
-    try {
-      const result = (await withTimeout(
-        current.provider.send(method, params),
-        options.requestTimeoutMs,
-        `${method} on ${current.url}`,
-      )) as T;
-      options.onRequest?.(method, current.url, (performance.now() - started) / 1000, true);
-      return result;
-    } catch (error) {
-      options.onRequest?.(method, current.url, (performance.now() - started) / 1000, false);
-      throw error;
-    }
-  }
 
   async function fetchReceipts(block: RpcBlock): Promise<RpcReceipt[]> {
     if (block.transactions.length === 0) return [];
     if (hasBlockReceipts) {
       try {
-        return await send<RpcReceipt[]>('eth_getBlockReceipts', [block.number]);
+        return await pool.send<RpcReceipt[]>('eth_getBlockReceipts', [block.hash]);
       } catch (error) {
-        if (!/method|not (found|supported|available)|-32601/i.test(describe(error))) throw error;
+        const text = error instanceof Error ? error.message : String(error);
+        if (!/method|not (found|supported|available)|-32601/i.test(text)) throw error;
         hasBlockReceipts = false;
       }
     }
     const receipts: RpcReceipt[] = [];
-    for (let i = 0; i < block.transactions.length; i += RECEIPT_CONCURRENCY) {
-      const batch = block.transactions.slice(i, i + RECEIPT_CONCURRENCY);
+    for (let i = 0; i < block.transactions.length; i += 8) {
+      const batch = block.transactions.slice(i, i + 8);
       receipts.push(
-        ...(await Promise.all(batch.map((tx) => send<RpcReceipt>('eth_getTransactionReceipt', [tx.hash])))),
+        ...(await Promise.all(batch.map((tx) => pool.send<RpcReceipt>('eth_getTransactionReceipt', [tx.hash])))),
       );
     }
     return receipts;
   }
 
-  async function fetchBlock(chainId: number, tag: number | 'latest'): Promise<ChainBlock> {
-    const param = tag === 'latest' ? tag : `0x${tag.toString(16)}`;
-    const block = await send<RpcBlock | null>('eth_getBlockByNumber', [param, true]);
-    if (block === null) throw new GatewayError('RPC_FAILED', `block ${param} is not available yet`);
-    return toChainBlock(chainId, block, await fetchReceipts(block));
+  async function fetchBlock(chainId: number, method: string, param: string): Promise<ChainBlock> {
+    const raw = await pool.send<RpcBlock | null>(method, [param, true]);
+    if (raw === null) throw new GatewayError('RPC_FAILED', `${method}(${param}) returned no block`);
+    const receipts = await fetchReceipts(raw);
+    // Receipts are fetched by block hash; a node that answers with another block's is not trusted.
+    const foreign = receipts.find(
+      (r) => r.blockHash !== undefined && r.blockHash.toLowerCase() !== raw.hash.toLowerCase(),
+    );
+    if (foreign !== undefined)
+      throw new GatewayError('RPC_FAILED', `receipts of ${raw.hash} belong to ${foreign.blockHash}`);
+    return toChainBlock(chainId, raw, receipts);
   }
 
-  async function startOn(url: string): Promise<{ chainId: number; head: ChainBlock }> {
-    endpoint = connect(url, undefined);
-    const chainId = Number(await send<string>('eth_chainId', []));
-    await endpoint.provider.destroy();
-    endpoint = connect(url, chainId);
-    return { chainId, head: await fetchBlock(chainId, 'latest') };
+  const byNumber = (chainId: number, n: number): Promise<ChainBlock> =>
+    fetchBlock(chainId, 'eth_getBlockByNumber', `0x${n.toString(16)}`);
+  const byHash = (chainId: number, hash: Hex): Promise<ChainBlock> => fetchBlock(chainId, 'eth_getBlockByHash', hash);
+
+  async function latestHeader(): Promise<Header> {
+    const raw = await pool.send<{ number: string; hash: string; parentHash: string } | null>('eth_getBlockByNumber', [
+      'latest',
+      false,
+    ]);
+    if (raw === null) throw new GatewayError('RPC_FAILED', 'the node has no latest block');
+    return toHeader(raw);
   }
 
+  // Start: the first endpoint that answers names the chain; the latest block is the head.
   let start: { chainId: number; head: ChainBlock } | undefined;
   const startErrors: string[] = [];
-  for (const url of options.urls) {
+  for (let attempt = 0; attempt < options.urls.length && start === undefined; attempt++) {
     try {
-      start = await startOn(url);
-      break;
+      const chainId = Number(await pool.send<string>('eth_chainId', []));
+      if (options.expectedChainId !== undefined && chainId !== options.expectedChainId) {
+        throw new GatewayError(
+          'BAD_CONFIG',
+          `chains: ${pool.currentUrl()} serves chain ${chainId}, not ${options.expectedChainId}`,
+        );
+      }
+      const header = await latestHeader();
+      start = { chainId, head: await byHash(chainId, header.hash) };
     } catch (error) {
-      startErrors.push(`${url}: ${describe(error)}`);
-      await endpoint?.provider.destroy();
-      endpoint = undefined;
-      endpointIndex++;
+      if (error instanceof GatewayError && error.code === 'BAD_CONFIG') {
+        await pool.close();
+        throw error;
+      }
+      startErrors.push(`${pool.currentUrl()}: ${error instanceof Error ? error.message : String(error)}`);
+      pool.failover();
     }
   }
   if (start === undefined) {
+    await pool.close();
     throw new GatewayError('RPC_FAILED', `no RPC endpoint answered: ${startErrors.join('; ')}`);
   }
   const chainId = start.chainId;
   let head = start.head;
-  let target = head.number;
-  let pumping = false;
-  let pollTimer: NodeJS.Timeout | undefined;
+  const window = new Map<number, Header>([[head.number, head]]);
 
-  async function failover(error: unknown): Promise<void> {
-    const failed = endpoint;
-    options.onError(error, failed?.url ?? '');
-    if (options.urls.length < 2 || failed === undefined) return;
-    endpointIndex = (endpointIndex + 1) % options.urls.length;
-    await failed.provider.destroy();
-    const url = options.urls[endpointIndex] as string;
-    endpoint = connect(url, chainId);
-    listen();
+  function apply(block: ChainBlock): void {
+    window.set(block.number, block);
+    window.delete(block.number - options.reorgWindowBlocks);
+    head = block;
+    options.onBlock(block);
   }
 
-  async function pump(): Promise<void> {
-    if (pumping || closed) return;
-    pumping = true;
-    try {
-      while (!closed && head.number < target) {
-        const block = await fetchBlock(chainId, head.number + 1);
-        if (closed) return;
-        head = block;
-        options.onBlock(block);
+  /** Makes `tip` (whose parent is not the head) canonical: walk back, retract, apply. */
+  async function reorgTo(tip: ChainBlock): Promise<void> {
+    const branch = [tip];
+    let oldest = tip;
+    let pastWindow = false;
+    for (let steps = 0; ; steps++) {
+      const ours = window.get(oldest.number - 1);
+      if (ours?.hash === oldest.parentHash) break;
+      if (ours === undefined || steps > options.reorgWindowBlocks) {
+        pastWindow = true;
+        break;
       }
-    } catch (error) {
-      if (!closed) await failover(error);
-    } finally {
-      pumping = false;
+      oldest = await byHash(chainId, oldest.parentHash);
+      branch.unshift(oldest);
     }
+    const orphaned = [...window.values()]
+      .filter((h) => h.number >= oldest.number || pastWindow)
+      .sort((a, b) => b.number - a.number);
+    for (const header of orphaned) {
+      window.delete(header.number);
+      options.onRetract(header);
+    }
+    for (const block of branch) apply(block);
+    options.onReorg?.(orphaned.length, pastWindow);
   }
 
-  function onHead(n: number): void {
-    if (n > target) target = n;
-    void pump();
-  }
-
-  async function poll(): Promise<void> {
+  async function catchUp(target: Header): Promise<void> {
+    if (target.hash === head.hash) return;
+    if (target.number <= head.number) {
+      // The node's head is at or below ours with another hash: it moved to another branch.
+      await reorgTo(await byHash(chainId, target.hash));
+      return;
+    }
+    const from = head.number + 1;
+    if (target.number > from) options.onBackfill?.(target.number - from);
+    const inflight = new Map<number, Promise<ChainBlock>>();
+    let next = from;
     try {
-      onHead(Number(await send<string>('eth_blockNumber', [])));
-    } catch (error) {
-      if (!closed) await failover(error);
+      for (let n = from; n <= target.number && !closed; n++) {
+        while (next <= target.number && next < n + options.backfillConcurrency) {
+          const promise = byNumber(chainId, next);
+          promise.catch(() => undefined); // awaited below, or dropped when the round ends early
+          inflight.set(next, promise);
+          next++;
+        }
+        const block = await (inflight.get(n) as Promise<ChainBlock>);
+        inflight.delete(n);
+        if (block.parentHash !== head.hash) {
+          await reorgTo(block);
+          return;
+        }
+        apply(block);
+      }
+    } finally {
+      inflight.clear();
     }
   }
 
-  function schedulePoll(): void {
-    if (closed) return;
-    pollTimer = setTimeout(() => {
-      void poll().finally(schedulePoll);
-    }, options.pollIntervalMs);
+  let wake: (() => void) | undefined;
+  let lastHeadChangeAt = performance.now();
+  let lastHeadHash = head.hash;
+
+  const onNewHead = (): void => wake?.();
+
+  async function round(): Promise<void> {
+    const target = await latestHeader();
+    if (target.hash !== lastHeadHash) {
+      lastHeadHash = target.hash;
+      lastHeadChangeAt = performance.now();
+    } else if (performance.now() - lastHeadChangeAt > options.headTimeoutMs) {
+      lastHeadChangeAt = performance.now();
+      throw new GatewayError('RPC_FAILED', `no new head for ${options.headTimeoutMs} ms`);
+    }
+    await catchUp(target);
   }
 
-  function listen(): void {
-    const current = endpoint;
-    if (current === undefined || !(current.provider instanceof WebSocketProvider)) return;
-    current.provider.on('block', onHead).catch((error: unknown) => options.onError(error, current.url));
-  }
-
-  listen();
-  // Polling runs for WebSocket endpoints too, at the same interval: it is the safety net for a
-  // missed or stalled `newHeads` notification, and costs one request per interval.
-  schedulePoll();
+  const loop = (async () => {
+    while (!closed) {
+      try {
+        await round();
+      } catch (error) {
+        if (closed) break;
+        options.onError(error, pool.currentUrl());
+        pool.failover();
+        pool.onNewHead(onNewHead);
+      }
+      if (closed) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, options.pollIntervalMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+  })();
+  pool.onNewHead(onNewHead);
 
   return {
     chainId,
     head: () => head,
     close: async () => {
       closed = true;
-      clearTimeout(pollTimer);
-      await endpoint?.provider.destroy();
+      wake?.();
+      await loop;
+      await pool.close();
     },
   };
 }

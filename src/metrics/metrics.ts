@@ -7,6 +7,11 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // Only counters may end in _total (promtool checks it): drop prom-client's three gauges that do.
+  // Their per-type gauges nodejs_active_{handles,requests,resources} sum to the same numbers.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(name);
+  }
   const registers = [registry];
   return {
     registry,
@@ -80,6 +85,50 @@ export function createMetrics() {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers,
     }),
+    blockToWrite: new Histogram({
+      name: 'blockcast_fanout_block_to_write_latency_seconds',
+      help: 'From ingest having a whole block (with receipts) to fan-out handing its last frame to a socket.',
+      labelNames: ['chain'] as const,
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    reorgs: new Counter({
+      name: 'blockcast_ingest_reorgs_total',
+      help: 'Reorgs applied (blocks retracted and replaced), by chain.',
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    reorgDepth: new Histogram({
+      name: 'blockcast_ingest_reorg_depth_blocks',
+      help: 'Blocks orphaned per reorg.',
+      labelNames: ['chain'] as const,
+      buckets: [1, 2, 3, 5, 10, 20, 50, 100, 200],
+      registers,
+    }),
+    deepReorgs: new Counter({
+      name: 'blockcast_ingest_deep_reorgs_total',
+      help: 'Reorgs deeper than the reorg window (the whole window was retracted).',
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    backfilled: new Counter({
+      name: 'blockcast_ingest_backfilled_blocks_total',
+      help: 'Blocks fetched to close a gap, beyond the head that revealed it.',
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    headLag: new Gauge({
+      name: 'blockcast_ingest_head_lag_seconds',
+      help: 'Seconds between now and the timestamp of the newest ingested block.',
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    endpointUp: new Gauge({
+      name: 'blockcast_ingest_endpoint_up',
+      help: '1 while the last request to an RPC endpoint succeeded, 0 after a failure.',
+      labelNames: ['chain', 'endpoint'] as const,
+      registers,
+    }),
     errors: new Counter({
       name: 'blockcast_transport_errors_total',
       help: 'Error messages sent to clients, by code.',
@@ -97,3 +146,37 @@ export function createMetrics() {
 
 /** The gateway's metrics (see {@link createMetrics}). */
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Reasons of `blockcast_transport_server_closes_total`. */
+export const CLOSE_REASONS = ['slow_consumer', 'rate_limited', 'message_too_big', 'shutdown'] as const;
+
+/** Label values known before the first event (see {@link zeroSeries}). */
+export interface KnownLabels {
+  /** Chain ids the gateway follows. */
+  readonly chains: readonly number[];
+  /** Every error code a client can receive. */
+  readonly errorCodes: readonly string[];
+}
+
+/**
+ * Creates the series of every known label value at zero, so that Prometheus sees a zero (and
+ * `rate()` a rate) from the first scrape instead of a missing series until the first event.
+ */
+export function zeroSeries(metrics: Metrics, known: KnownLabels): void {
+  for (const channel of ['blocks', 'activity']) {
+    metrics.messagesSent.inc({ channel }, 0);
+    metrics.bytesSent.inc({ channel }, 0);
+    metrics.subscriptions.set({ channel }, 0);
+  }
+  for (const code of known.errorCodes) metrics.errors.inc({ code }, 0);
+  for (const reason of CLOSE_REASONS) metrics.closes.inc({ reason }, 0);
+  for (const chainId of known.chains) {
+    const chain = String(chainId);
+    metrics.blocksIngested.inc({ chain }, 0);
+    metrics.blockToWrite.zero({ chain });
+    metrics.reorgs.inc({ chain }, 0);
+    metrics.reorgDepth.zero({ chain });
+    metrics.deepReorgs.inc({ chain }, 0);
+    metrics.backfilled.inc({ chain }, 0);
+  }
+}

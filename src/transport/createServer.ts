@@ -1,9 +1,10 @@
 import uWS from 'uWebSockets.js';
 import { CloseCode, GatewayError, type ProtocolErrorCode } from '../domain/errors.ts';
-import type { BlockRef, EventKind, Hex } from '../domain/types.ts';
+import { type BlockRef, EVENT_KINDS, type EventKind, type Hex } from '../domain/types.ts';
 import { type Encoding, encodeMessage, type Frame } from '../fanout/encode.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import { LIVE_PAGE_CSP, LIVE_PAGE_HTML } from './livePage.ts';
 import { parseRequest, type Request, type RequestId } from './parseRequest.ts';
 
 /** Per-connection limits, all reported to clients in `welcome.limits`. */
@@ -37,6 +38,8 @@ export interface ServerOptions {
   readonly port: number;
   /** Seconds without traffic before a connection is dropped (pings are sent automatically). @default 120 */
   readonly idleTimeoutSec: number;
+  /** Largest `confirmations` a subscription may ask for (reported in `welcome.limits`). @default 64 */
+  readonly maxConfirmations: number;
   readonly limits: Limits;
   readonly chains: ChainDirectory;
   readonly index: SubscriptionIndex<Connection>;
@@ -85,7 +88,7 @@ export function assertNativeUws(): void {
 const HARD_PAYLOAD_FACTOR = 4;
 const ENCODINGS: readonly string[] = ['msgpack', 'json'];
 /** The activity kinds this gateway decodes; a subscription without `kinds` gets all of them. */
-const SERVED_KINDS: ReadonlySet<EventKind> = new Set(['tx']);
+const SERVED_KINDS: ReadonlySet<EventKind> = new Set(EVENT_KINDS);
 
 /** Starts the WebSocket + HTTP server of protocol v1 (PROTOCOL.md) on one port. */
 export function createServer(options: ServerOptions): Promise<Server> {
@@ -146,10 +149,11 @@ export function createServer(options: ServerOptions): Promise<Server> {
       );
       return;
     }
-    if (request.confirmations > 0) {
-      sendError(conn, id, 'UNSUPPORTED', 'confirmations > 0 is not served by this gateway yet');
+    if (request.confirmations > options.maxConfirmations) {
+      sendError(conn, id, 'BAD_REQUEST', `confirmations must be at most ${options.maxConfirmations}`);
       return;
     }
+    const confirmations = request.confirmations;
     if (conn.subs.size >= limits.maxSubscriptions) {
       sendError(conn, id, 'TOO_MANY_SUBSCRIPTIONS', `at most ${limits.maxSubscriptions} subscriptions per connection`);
       return;
@@ -157,12 +161,13 @@ export function createServer(options: ServerOptions): Promise<Server> {
     let sub: Subscription<Connection>;
     const sid = `s${++conn.nextSid}`;
     if (request.channel === 'blocks') {
-      sub = index.add(conn, sid, chainId, { channel: 'blocks', full: request.full, fullInput: request.fullInput });
+      sub = index.add(conn, sid, chainId, {
+        channel: 'blocks',
+        full: request.full,
+        fullInput: request.fullInput,
+        confirmations,
+      });
     } else {
-      if (request.pending) {
-        sendError(conn, id, 'UNSUPPORTED', 'pending is not served by this gateway yet');
-        return;
-      }
       const undecoded = [...(request.kinds ?? [])].filter((kind) => !SERVED_KINDS.has(kind));
       if (undecoded.length > 0) {
         sendError(conn, id, 'UNSUPPORTED', `kinds ${undecoded.join(', ')} are not decoded by this gateway yet`);
@@ -176,7 +181,12 @@ export function createServer(options: ServerOptions): Promise<Server> {
         conn,
         sid,
         chainId,
-        { channel: 'activity', kinds: request.kinds ?? SERVED_KINDS },
+        {
+          channel: 'activity',
+          kinds: request.kinds ?? SERVED_KINDS,
+          confirmations,
+          ...(request.pending ? { pending: true } : {}),
+        },
         request.addresses,
       );
       conn.addressCount += sub.addresses.size;
@@ -290,7 +300,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
     type: 'welcome',
     protocol: 1,
     chains: chains.chainIds().map((chainId) => ({ chainId, head: headOf(chainId) })),
-    limits: { ...limits },
+    limits: { ...limits, maxConfirmations: options.maxConfirmations },
   });
 
   const httpText = (
@@ -390,9 +400,17 @@ export function createServer(options: ServerOptions): Promise<Server> {
         },
       );
     })
-    .get('/', (res) =>
-      httpText(res, '200 OK', 'blockcast: connect a WebSocket to /v1 (MessagePack) or /v1?encoding=json\n'),
-    )
+    .get('/', (res) => {
+      res.cork(() => {
+        res
+          .writeStatus('200 OK')
+          .writeHeader('content-type', 'text/html; charset=utf-8')
+          .writeHeader('content-security-policy', LIVE_PAGE_CSP)
+          .writeHeader('x-content-type-options', 'nosniff')
+          .writeHeader('cache-control', 'no-cache')
+          .end(LIVE_PAGE_HTML);
+      });
+    })
     .any('/*', (res) => httpText(res, '404 Not Found', 'not found\n'));
 
   const deliver = (conn: Connection, frames: readonly Frame[]): void => {

@@ -1,4 +1,4 @@
-import { JsonRpcProvider, type TransactionReceipt, type Wallet } from 'ethers';
+import { JsonRpcProvider, type TransactionReceipt, type TransactionRequest, type Wallet } from 'ethers';
 import { devWallets } from '../../src/devnet/startTraffic.ts';
 
 /** Raw JSON-RPC call to a loopback node. */
@@ -39,10 +39,29 @@ export class TestChain {
   async transfer(from: number, to: string, wei: bigint): Promise<string> {
     const wallet = this.wallets[from] as Wallet;
     // Nonces are counted here: without automine the node's pending count lags the pool.
-    const nonce = this.#nonces.get(from) ?? (await this.provider.getTransactionCount(wallet.address, 'latest'));
+    // Read the count raw: ethers' provider answers a repeated request from a short-lived cache.
+    const nonce =
+      this.#nonces.get(from) ?? Number(await rpc<string>(this.url, 'eth_getTransactionCount', [wallet.address, 'latest']));
     this.#nonces.set(from, nonce + 1);
     const tx = await wallet.sendTransaction({ to, value: wei, nonce });
     return tx.hash;
+  }
+
+  /** Sends a transaction (a call, a deployment) from dev wallet `from`; returns its hash. */
+  async send(from: number, request: TransactionRequest): Promise<string> {
+    const wallet = this.wallets[from] as Wallet;
+    const nonce =
+      this.#nonces.get(from) ?? Number(await rpc<string>(this.url, 'eth_getTransactionCount', [wallet.address, 'latest']));
+    this.#nonces.set(from, nonce + 1);
+    // A fixed gas limit: estimating against the latest block fails for calls that depend on
+    // transactions still in the pool (a transfer of tokens minted earlier in the same block).
+    const tx = await wallet.sendTransaction({ gasLimit: 3_000_000n, ...request, nonce });
+    return tx.hash;
+  }
+
+  /** Forgets the locally counted nonces (after a reorg or revert changed the node's). */
+  resetNonces(): void {
+    this.#nonces.clear();
   }
 
   /** Mines one block and returns its number. */

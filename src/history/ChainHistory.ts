@@ -1,0 +1,72 @@
+import type { ChainBlock, Hex } from '../domain/types.ts';
+
+/**
+ * The recent past of one chain: the canonical blocks of a window (by number), and the blocks
+ * that were retracted from it (by hash) for as long as they are within the window. Fan-out
+ * reads it to deliver confirmed blocks, to retract what it delivered, and to replay.
+ */
+export class ChainHistory {
+  readonly #windowBlocks: number;
+  readonly #canonical = new Map<number, ChainBlock>();
+  readonly #orphans = new Map<Hex, ChainBlock>();
+  #head: ChainBlock | undefined;
+
+  /** @param windowBlocks canonical blocks kept below and at the head. */
+  constructor(windowBlocks: number) {
+    this.#windowBlocks = windowBlocks;
+  }
+
+  /** The newest canonical block. */
+  get head(): ChainBlock | undefined {
+    return this.#head;
+  }
+
+  /** Oldest block number still held. */
+  get oldestNumber(): number | undefined {
+    return this.#head === undefined ? undefined : Math.max(0, this.#head.number - this.#windowBlocks + 1);
+  }
+
+  /** Appends a canonical block (its parent is the head, or the history is empty or was cut). */
+  apply(block: ChainBlock): void {
+    this.#canonical.set(block.number, block);
+    this.#head = block;
+    const dropBelow = block.number - this.#windowBlocks;
+    this.#canonical.delete(dropBelow);
+    if (this.#orphans.size > 0) {
+      for (const [hash, orphan] of this.#orphans) if (orphan.number <= dropBelow) this.#orphans.delete(hash);
+    }
+  }
+
+  /** Moves the canonical block `hash` (the head) to the orphans; returns it, if it was held. */
+  retract(hash: Hex): ChainBlock | undefined {
+    const head = this.#head;
+    if (head === undefined || head.hash !== hash) {
+      // Not the head: only possible after a cut of the window (a reorg deeper than it).
+      for (const [n, block] of this.#canonical) {
+        if (block.hash === hash) {
+          this.#canonical.delete(n);
+          this.#orphans.set(hash, block);
+          return block;
+        }
+      }
+      return undefined;
+    }
+    this.#canonical.delete(head.number);
+    this.#orphans.set(hash, head);
+    this.#head = this.#canonical.get(head.number - 1);
+    return head;
+  }
+
+  /** The canonical block at `number`, if held. */
+  at(number: number): ChainBlock | undefined {
+    return this.#canonical.get(number);
+  }
+
+  /** A held block by hash, canonical or orphaned. */
+  byHash(hash: Hex): { block: ChainBlock; canonical: boolean } | undefined {
+    const orphan = this.#orphans.get(hash);
+    if (orphan !== undefined) return { block: orphan, canonical: false };
+    for (const block of this.#canonical.values()) if (block.hash === hash) return { block, canonical: true };
+    return undefined;
+  }
+}
