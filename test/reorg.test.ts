@@ -125,3 +125,38 @@ describe('reorgs', () => {
     }
   });
 });
+
+describe('a reorg deeper than the reorg window', () => {
+  it('retracts the whole window, then follows the new branch', async () => {
+    const anvil = await startAnvil({ noMining: true });
+    const gateway = await startGateway([
+      '--rpc',
+      anvil.httpUrl,
+      '--poll-interval-ms',
+      '50',
+      '--reorg-window-blocks',
+      '4',
+    ]);
+    try {
+      const client = await TestClient.connect(gateway.url, 'json');
+      const sub = await client.subscribe({ channel: 'blocks' });
+      for (let i = 0; i < 8; i++) await rpc(anvil.httpUrl, 'evm_mine');
+      await client.next((m) => m['sub'] === sub && m['number'] === 8, 15_000);
+      await rpc(anvil.httpUrl, 'anvil_reorg', [6, []]);
+      await rpc(anvil.httpUrl, 'evm_mine');
+      const head = await rpc<{ hash: string }>(anvil.httpUrl, 'eth_getBlockByNumber', ['latest', false]);
+      await client.next((m) => m['sub'] === sub && m['hash'] === head.hash, 15_000);
+      const view = ClientView.of(client.messages, [sub]);
+      expect(view.violations).toEqual([]);
+      // The window (4 blocks) was retracted whole; what is held from there on is canonical.
+      expect(client.of(sub, 'removed').map((m) => (m['block'] as { number: number }).number)).toEqual([8, 7, 6, 5]);
+      await expectCanonical(view, anvil.httpUrl, { from: 5, to: 9 });
+      const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
+      expect(metrics).toMatch(/^blockcast_ingest_deep_reorgs_total\{chain="31337"\} 1$/m);
+      client.close();
+    } finally {
+      await gateway.stop();
+      await anvil.close();
+    }
+  });
+});
