@@ -178,6 +178,7 @@ async function run(config: Config): Promise<void> {
     chains: {
       chainIds: () => chainIds,
       head: (chainId) => feeds.get(chainId)?.history.head,
+      resume: (sub, cursor, maxBytes) => feeds.get(sub.chainId)?.resume(sub, cursor, maxBytes) ?? false,
       ready: () =>
         [...feeds.values()].every(
           (feed) => Date.now() / 1000 - (feed.history.head?.timestamp ?? 0) <= config.maxHeadAgeSec,

@@ -1,6 +1,7 @@
+import type { CursorPosition } from '../domain/cursor.ts';
 import type { BlockRef, ChainBlock } from '../domain/types.ts';
 import type { ChainHistory } from '../history/ChainHistory.ts';
-import type { SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import type { Fanout, FanoutResult, Peer } from './Fanout.ts';
 
 /** Called after each fan-out pass with what it sent and how long it took, in seconds. */
@@ -20,6 +21,7 @@ export class ChainFeed<O extends Peer> {
   readonly #observe: FanoutObserver | undefined;
   /** Confirmation depth → number of the last block delivered at that depth. */
   readonly #delivered = new Map<number, number>();
+  readonly #windowBlocks: number;
 
   constructor(
     chainId: number,
@@ -33,6 +35,7 @@ export class ChainFeed<O extends Peer> {
     this.#fanout = fanout;
     this.#index = index;
     this.#observe = observe;
+    this.#windowBlocks = history.windowBlocks;
   }
 
   #run(kind: 'publish' | 'retract', block: ChainBlock, depth: number): void {
@@ -57,6 +60,37 @@ export class ChainFeed<O extends Peer> {
       }
       if (target >= from - 1) this.#delivered.set(depth, target);
     }
+  }
+
+  /**
+   * Resumes a new subscription from a client's cursor (PROTOCOL.md, Resume): `removed` for the
+   * blocks between the cursor and the canonical chain that were orphaned meanwhile, then every
+   * message the subscription would have had since, up to what its depth has been sent. Returns
+   * false, sending nothing, when the cursor is of another chain, unknown, older than the window,
+   * or the catch-up would not fit in `maxBytes`.
+   */
+  resume(sub: Subscription<O>, cursor: CursorPosition, maxBytes: number): boolean {
+    const head = this.history.head;
+    if (cursor.chainId !== this.chainId || head === undefined) return false;
+    const depth = sub.filter.confirmations ?? 0;
+    const through = this.#delivered.get(depth) ?? head.number - Math.max(depth, 1) + 1;
+    let at = this.history.byHash(cursor.hash);
+    if (at === undefined || at.block.number !== cursor.number) return false;
+    const orphans: ChainBlock[] = [];
+    // Orphans link to their parents; the walk ends at a canonical block or fails (bounded by the window).
+    for (let steps = 0; !at.canonical; steps++) {
+      orphans.push(at.block);
+      const parent = this.history.byHash(at.block.parentHash);
+      if (parent === undefined || steps > this.#windowBlocks) return false;
+      at = parent;
+    }
+    const blocks: ChainBlock[] = [];
+    for (let n = at.block.number + 1; n <= through; n++) {
+      const block = this.history.at(n);
+      if (block === undefined) return false;
+      blocks.push(block);
+    }
+    return this.#fanout.catchUp(sub, orphans, blocks, maxBytes);
   }
 
   /** A block left the canonical chain (newest first): retract it wherever it was delivered. */

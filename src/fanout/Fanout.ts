@@ -10,7 +10,7 @@ import {
   type Frame,
   type FramePrefix,
 } from './encode.ts';
-import { matchActivity } from './matchActivity.ts';
+import { matchActivity, matchSubscription } from './matchActivity.ts';
 import { matchPending } from './matchPending.ts';
 
 /** What fan-out needs to know of a subscriber's connection. */
@@ -64,6 +64,77 @@ function frameBytes(frame: Frame): number {
   return typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength;
 }
 
+/** The encoded parts of one block's messages, built on first use and shared by every pass. */
+class BlockParts {
+  readonly #block: ChainBlock;
+  // Three shapes of a block message: header only, with transactions, with their whole input.
+  readonly #shapes: Array<EncodedFields | undefined> = [undefined, undefined, undefined];
+  #activity: EncodedFields | undefined;
+  #removed: EncodedFields | undefined;
+
+  constructor(block: ChainBlock) {
+    this.#block = block;
+  }
+
+  blockFields(filter: { readonly full: boolean; readonly fullInput: boolean }): EncodedFields {
+    const shape = filter.full ? (filter.fullInput ? 2 : 1) : 0;
+    let fields = this.#shapes[shape];
+    if (fields === undefined) {
+      const block = this.#block;
+      const header = {
+        chainId: block.chainId,
+        number: block.number,
+        hash: block.hash,
+        parentHash: block.parentHash,
+        timestamp: block.timestamp,
+        miner: block.miner,
+        gasUsed: block.gasUsed,
+        gasLimit: block.gasLimit,
+        baseFeePerGas: block.baseFeePerGas,
+        txCount: block.transactions.length,
+        cursor: toCursor(block.chainId, block),
+      };
+      fields = new EncodedFields(
+        shape === 0 ? header : { ...header, transactions: block.transactions.map((tx) => toTx(tx, shape === 2)) },
+      );
+      this.#shapes[shape] = fields;
+    }
+    return fields;
+  }
+
+  get activityFields(): EncodedFields {
+    const block = this.#block;
+    this.#activity ??= new EncodedFields({
+      chainId: block.chainId,
+      block: { number: block.number, hash: block.hash, timestamp: block.timestamp },
+      cursor: toCursor(block.chainId, block),
+    });
+    return this.#activity;
+  }
+
+  /** A `removed` message's fields; its cursor points at the parent, where the client is back at. */
+  get removedFields(): EncodedFields {
+    const block = this.#block;
+    this.#removed ??= new EncodedFields({
+      chainId: block.chainId,
+      block: { number: block.number, hash: block.hash },
+      cursor: toCursor(block.chainId, { number: block.number - 1, hash: block.parentHash }),
+    });
+    return this.#removed;
+  }
+}
+
+const blockParts = new WeakMap<ChainBlock, BlockParts>();
+
+function partsOf(block: ChainBlock): BlockParts {
+  let parts = blockParts.get(block);
+  if (parts === undefined) {
+    parts = new BlockParts(block);
+    blockParts.set(block, parts);
+  }
+  return parts;
+}
+
 /**
  * Fan-out of one block: matches it against the index, builds each subscription's one message
  * from parts encoded once per block, and hands every connection its frames together.
@@ -106,7 +177,7 @@ export class Fanout<O extends Peer> {
    * that it matches: at most one message each.
    */
   publishBlock(block: ChainBlock, confirmations = 0): FanoutResult {
-    const cursor = toCursor(block.chainId, block);
+    const parts = partsOf(block);
     const perOwner = new Map<O, Frame[]>();
     let blockMessages = 0;
     let activityMessages = 0;
@@ -119,48 +190,17 @@ export class Fanout<O extends Peer> {
       return frameBytes(frame);
     };
 
-    const blockSubs = this.#index.blockSubscribers(block.chainId);
-    if (blockSubs.size > 0) {
-      const header = {
-        chainId: block.chainId,
-        number: block.number,
-        hash: block.hash,
-        parentHash: block.parentHash,
-        timestamp: block.timestamp,
-        miner: block.miner,
-        gasUsed: block.gasUsed,
-        gasLimit: block.gasLimit,
-        baseFeePerGas: block.baseFeePerGas,
-        txCount: block.transactions.length,
-        cursor,
-      };
-      // Three shapes of a block message, each encoded at most once per encoding.
-      const shapes: Array<EncodedFields | undefined> = [undefined, undefined, undefined];
-      for (const sub of blockSubs) {
-        if (sub.filter.channel !== 'blocks' || (sub.filter.confirmations ?? 0) !== confirmations) continue;
-        if (!this.#firstBlock.has(sub)) this.#firstBlock.set(sub, block.number);
-        const shape = sub.filter.full ? (sub.filter.fullInput ? 2 : 1) : 0;
-        let fields = shapes[shape];
-        if (fields === undefined) {
-          const fullInput = shape === 2;
-          fields = new EncodedFields(
-            shape === 0 ? header : { ...header, transactions: block.transactions.map((tx) => toTx(tx, fullInput)) },
-          );
-          shapes[shape] = fields;
-        }
-        blockBytes += push(sub.owner, buildFrame(sub.owner.encoding, this.#prefix(sub), fields));
-        blockMessages++;
-      }
+    for (const sub of this.#index.blockSubscribers(block.chainId)) {
+      if (sub.filter.channel !== 'blocks' || (sub.filter.confirmations ?? 0) !== confirmations) continue;
+      if (!this.#firstBlock.has(sub)) this.#firstBlock.set(sub, block.number);
+      blockBytes += push(sub.owner, buildFrame(sub.owner.encoding, this.#prefix(sub), parts.blockFields(sub.filter)));
+      blockMessages++;
     }
 
     const matches = matchActivity(this.#index, block, confirmations);
     if (matches.size > 0) {
       this.#remember(block, matches);
-      const shared = new EncodedFields({
-        chainId: block.chainId,
-        block: { number: block.number, hash: block.hash, timestamp: block.timestamp },
-        cursor,
-      });
+      const shared = parts.activityFields;
       for (const [sub, events] of matches) {
         activityBytes += push(sub.owner, buildFrame(sub.owner.encoding, this.#prefix(sub), shared, events));
         activityMessages++;
@@ -175,7 +215,8 @@ export class Fanout<O extends Peer> {
     const entry = this.#sentActivity.get(block.hash);
     if (entry === undefined) this.#sentActivity.set(block.hash, { number: block.number, sent: new Map(matches) });
     else for (const [sub, events] of matches) entry.sent.set(sub, events);
-    // Insertion order is block order, so the oldest entries come first.
+    // Insertion order is block order (a resume may add an older block late; it goes once the
+    // entries before it have), so the oldest entries come first.
     for (const [hash, old] of this.#sentActivity) {
       if (old.number > block.number - this.#windowBlocks) break;
       this.#sentActivity.delete(hash);
@@ -199,11 +240,7 @@ export class Fanout<O extends Peer> {
       else frames.push(frame);
       return frameBytes(frame);
     };
-    const shared = new EncodedFields({
-      chainId: block.chainId,
-      block: { number: block.number, hash: block.hash },
-      cursor: toCursor(block.chainId, { number: block.number - 1, hash: block.parentHash }),
-    });
+    const shared = partsOf(block).removedFields;
     for (const sub of this.#index.blockSubscribers(block.chainId)) {
       if ((sub.filter.confirmations ?? 0) !== confirmations) continue;
       const first = this.#firstBlock.get(sub);
@@ -226,6 +263,54 @@ export class Fanout<O extends Peer> {
     }
     for (const [owner, frames] of perOwner) this.#deliver(owner, frames);
     return { blockMessages, activityMessages, blockBytes, activityBytes, connections: perOwner.size };
+  }
+
+  /**
+   * Brings one subscription up to date from a resume point, before it goes live: `removed` for
+   * the orphaned blocks it may have seen (newest first), then the messages of the canonical
+   * `blocks` it missed, in order, as one write. When the frames would pass `maxBytes`, nothing
+   * is sent and `false` comes back (the client is told to resync instead of being cut off).
+   */
+  catchUp(
+    sub: Subscription<O>,
+    orphans: readonly ChainBlock[],
+    blocks: readonly ChainBlock[],
+    maxBytes: number,
+  ): boolean {
+    const frames: Frame[] = [];
+    let bytes = 0;
+    const removedPrefix = encodePrefix('removed', sub.sid);
+    const filter = sub.filter;
+    for (const orphan of orphans) {
+      if (filter.channel === 'blocks') {
+        frames.push(buildFrame(sub.owner.encoding, removedPrefix, partsOf(orphan).removedFields));
+      } else {
+        const events = matchSubscription(sub, orphan);
+        if (events.length > 0)
+          frames.push(buildFrame(sub.owner.encoding, removedPrefix, partsOf(orphan).removedFields, events));
+      }
+      bytes += frameBytes(frames[frames.length - 1] ?? '');
+    }
+    const sent: Array<[ChainBlock, EncodedValue[]]> = [];
+    for (const block of blocks) {
+      const parts = partsOf(block);
+      if (filter.channel === 'blocks') {
+        frames.push(buildFrame(sub.owner.encoding, this.#prefix(sub), parts.blockFields(filter)));
+      } else {
+        const events = matchSubscription(sub, block);
+        if (events.length === 0) continue;
+        frames.push(buildFrame(sub.owner.encoding, this.#prefix(sub), parts.activityFields, events));
+        sent.push([block, events]);
+      }
+      bytes += frameBytes(frames[frames.length - 1] ?? '');
+      if (bytes > maxBytes) return false;
+    }
+    if (bytes > maxBytes) return false;
+    const first = blocks[0];
+    if (filter.channel === 'blocks' && first !== undefined) this.#firstBlock.set(sub, first.number);
+    for (const [block, events] of sent) this.#remember(block, new Map([[sub, events]]));
+    if (frames.length > 0) this.#deliver(sub.owner, frames);
+    return true;
   }
 
   /**

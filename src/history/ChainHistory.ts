@@ -16,6 +16,11 @@ export class ChainHistory {
     this.#windowBlocks = windowBlocks;
   }
 
+  /** Canonical blocks kept at and below the head. */
+  get windowBlocks(): number {
+    return this.#windowBlocks;
+  }
+
   /** The newest canonical block. */
   get head(): ChainBlock | undefined {
     return this.#head;

@@ -135,6 +135,12 @@ export function createMetrics() {
       labelNames: ['code'] as const,
       registers,
     }),
+    resumes: new Counter({
+      name: 'blockcast_transport_resumes_total',
+      help: 'Subscriptions resumed from a cursor, by whether what was missed could be replayed.',
+      labelNames: ['recovered'] as const,
+      registers,
+    }),
     closes: new Counter({
       name: 'blockcast_transport_server_closes_total',
       help: 'Connections the server closed, by reason (slow_consumer, rate_limited, shutdown).',
@@ -170,6 +176,7 @@ export function zeroSeries(metrics: Metrics, known: KnownLabels): void {
   }
   for (const code of known.errorCodes) metrics.errors.inc({ code }, 0);
   for (const reason of CLOSE_REASONS) metrics.closes.inc({ reason }, 0);
+  for (const recovered of ['true', 'false']) metrics.resumes.inc({ recovered }, 0);
   for (const chainId of known.chains) {
     const chain = String(chainId);
     metrics.blocksIngested.inc({ chain }, 0);

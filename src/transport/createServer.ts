@@ -1,4 +1,5 @@
 import uWS from 'uWebSockets.js';
+import { type CursorPosition, parseCursor } from '../domain/cursor.ts';
 import { CloseCode, GatewayError, type ProtocolErrorCode } from '../domain/errors.ts';
 import { type BlockRef, EVENT_KINDS, type EventKind, type Hex } from '../domain/types.ts';
 import { type Encoding, encodeMessage, type Frame } from '../fanout/encode.ts';
@@ -29,6 +30,11 @@ export interface ChainDirectory {
   readonly head: (chainId: number) => BlockRef | undefined;
   /** Whether every chain's head is fresh (for `/readyz`). */
   readonly ready: () => boolean;
+  /**
+   * Resumes `sub` from a client's cursor: sends what it missed and returns true, or sends
+   * nothing and returns false (PROTOCOL.md, Resume). At most `maxBytes` are sent.
+   */
+  readonly resume: (sub: Subscription<Connection>, cursor: CursorPosition, maxBytes: number) => boolean;
 }
 
 /** Options of {@link createServer}. */
@@ -193,6 +199,13 @@ export function createServer(options: ServerOptions): Promise<Server> {
     }
     conn.subs.set(sid, sub);
     updateIndexGauges();
+    let recovered: boolean | undefined;
+    if (request.from !== undefined) {
+      // Synchronous: no block is published between the catch-up and going live.
+      const cursor = parseCursor(request.from);
+      recovered = cursor !== undefined && chains.resume(sub, cursor, limits.maxBackpressureBytes);
+      metrics.resumes.inc({ recovered: String(recovered) });
+    }
     send(conn, {
       type: 'subscribed',
       ...(id === undefined ? {} : { id }),
@@ -200,8 +213,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
       channel: request.channel,
       chainId,
       head: headOf(chainId),
-      // No replay window is kept yet: every resume is answered as not recovered (PROTOCOL.md, Resume).
-      ...(request.from === undefined ? {} : { recovered: false }),
+      ...(recovered === undefined ? {} : { recovered }),
     });
   };
 
