@@ -34,8 +34,10 @@ export interface Config {
   readonly historyWindowBlocks: number;
   /** Blocks fetched at once while catching up after a gap. */
   readonly backfillConcurrency: number;
-  /** No new head for this long reconnects (and fails over to the next endpoint), in seconds. */
-  readonly headTimeoutSec: number;
+  /** Head watchdog: no new head for this many expected block times reconnects (and fails over). */
+  readonly headTimeoutBlocks: number;
+  /** The head watchdog never fires sooner than this, in seconds. */
+  readonly headTimeoutMinSec: number;
   /** Largest `confirmations` a subscription may ask for. */
   readonly maxConfirmations: number;
 }
@@ -59,7 +61,8 @@ export const DEFAULTS: Config = Object.freeze({
   reorgWindowBlocks: 128,
   historyWindowBlocks: 256,
   backfillConcurrency: 4,
-  headTimeoutSec: 30,
+  headTimeoutBlocks: 10,
+  headTimeoutMinSec: 30,
   maxConfirmations: 64,
 });
 
@@ -179,11 +182,18 @@ export const OPTIONS: readonly Option[] = [
     range: [1, 64],
   },
   {
-    key: 'headTimeoutSec',
-    flag: '--head-timeout-sec',
-    env: 'BLOCKCAST_HEAD_TIMEOUT_SEC',
-    help: 'no new head for this long: reconnect / fail over',
-    range: [1, 3600],
+    key: 'headTimeoutBlocks',
+    flag: '--head-timeout-blocks',
+    env: 'BLOCKCAST_HEAD_TIMEOUT_BLOCKS',
+    help: 'no new head for this many expected block times: reconnect / fail over',
+    range: [2, 10_000],
+  },
+  {
+    key: 'headTimeoutMinSec',
+    flag: '--head-timeout-min-sec',
+    env: 'BLOCKCAST_HEAD_TIMEOUT_MIN_SEC',
+    help: 'the head watchdog never fires sooner than this',
+    range: [1, 86_400],
   },
   {
     key: 'maxConfirmations',

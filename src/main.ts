@@ -83,7 +83,8 @@ async function run(config: Config): Promise<void> {
       requestTimeoutMs: config.rpcTimeoutMs,
       reorgWindowBlocks: config.reorgWindowBlocks,
       backfillConcurrency: config.backfillConcurrency,
-      headTimeoutMs: config.headTimeoutSec * 1000,
+      headTimeoutBlocks: config.headTimeoutBlocks,
+      headTimeoutMinMs: config.headTimeoutMinSec * 1000,
       onBlock: (block) => {
         // Ingest calls back as soon as it has the whole block: the start of block-to-write latency.
         receivedAt = performance.now();

@@ -84,6 +84,32 @@ describe('node outages', () => {
     });
   });
 
+  it('reconnects when the head stops moving, and follows it again', { timeout: 60_000 }, async () => {
+    const quiet = await startAnvil({ noMining: true });
+    const gateway = await startGateway([
+      '--rpc',
+      quiet.httpUrl,
+      '--poll-interval-ms',
+      '100',
+      '--head-timeout-blocks',
+      '2',
+      '--head-timeout-min-sec',
+      '1',
+    ]);
+    try {
+      const client = await TestClient.connect(gateway.url, 'json');
+      const sub = await client.subscribe({ channel: 'blocks' });
+      await gateway.waitForOutput(/no new head for \d+ ms: reconnecting/);
+      await rpc(quiet.httpUrl, 'evm_mine');
+      const head = Number(await rpc<string>(quiet.httpUrl, 'eth_blockNumber'));
+      await client.next((m) => m['sub'] === sub && m['number'] === head, 10_000);
+      client.close();
+    } finally {
+      await gateway.stop();
+      await quiet.close();
+    }
+  });
+
   it('fails over to the second endpoint within 3 block times, without a gap', { timeout: 60_000 }, async () => {
     const first = await TcpProxy.start(anvil.port);
     const second = await TcpProxy.start(anvil.port);

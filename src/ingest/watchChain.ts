@@ -17,8 +17,13 @@ export interface WatchChainOptions {
   readonly reorgWindowBlocks: number;
   /** Blocks fetched at once while catching up after a gap. @default 4 */
   readonly backfillConcurrency: number;
-  /** No new head for this long reconnects (and fails over), in ms. @default 30000 */
-  readonly headTimeoutMs: number;
+  /**
+   * Head watchdog: no new head for this many expected block times (the median interval of the
+   * recent blocks) reconnects and fails over. @default 10
+   */
+  readonly headTimeoutBlocks: number;
+  /** The watchdog never fires sooner than this, in ms (a quiet chain is not a dead link). @default 30000 */
+  readonly headTimeoutMinMs: number;
   /** A new canonical block, in order of number; never called concurrently. */
   readonly onBlock: (block: ChainBlock) => void;
   /** A block that left the canonical chain, newest first, before the new branch's blocks. */
@@ -155,7 +160,19 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   let head = start.head;
   const window = new Map<number, Header>([[head.number, head]]);
 
+  const recentTimestamps: number[] = [head.timestamp];
+
+  /** The median interval between recent blocks, in ms (the poll interval until there are some). */
+  function expectedBlockTimeMs(): number {
+    const gaps = recentTimestamps.slice(1).map((t, i) => t - (recentTimestamps[i] as number));
+    const positive = gaps.filter((g) => g > 0).sort((a, b) => a - b);
+    const median = positive[Math.floor(positive.length / 2)];
+    return median === undefined ? options.pollIntervalMs : median * 1000;
+  }
+
   function apply(block: ChainBlock): void {
+    recentTimestamps.push(block.timestamp);
+    if (recentTimestamps.length > 33) recentTimestamps.shift();
     window.set(block.number, block);
     window.delete(block.number - options.reorgWindowBlocks);
     head = block;
@@ -231,9 +248,12 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     if (target.hash !== lastHeadHash) {
       lastHeadHash = target.hash;
       lastHeadChangeAt = performance.now();
-    } else if (performance.now() - lastHeadChangeAt > options.headTimeoutMs) {
-      lastHeadChangeAt = performance.now();
-      throw new GatewayError('RPC_FAILED', `no new head for ${options.headTimeoutMs} ms`);
+    } else {
+      const timeoutMs = Math.max(options.headTimeoutMinMs, options.headTimeoutBlocks * expectedBlockTimeMs());
+      if (performance.now() - lastHeadChangeAt > timeoutMs) {
+        lastHeadChangeAt = performance.now();
+        throw new GatewayError('RPC_FAILED', `no new head for ${Math.round(timeoutMs)} ms: reconnecting`);
+      }
     }
     await catchUp(target);
   }

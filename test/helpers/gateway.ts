@@ -14,6 +14,8 @@ export interface GatewayProcess {
   readonly process: ChildProcess;
   /** Everything the process printed so far. */
   readonly output: () => string;
+  /** Resolves once the process has printed a line matching `pattern` (bounded). */
+  readonly waitForOutput: (pattern: RegExp, timeoutMs?: number) => Promise<void>;
   /** Sends SIGTERM and resolves with the exit code (SIGKILL after `timeoutMs`). */
   readonly stop: (timeoutMs?: number) => Promise<number | null>;
 }
@@ -62,6 +64,27 @@ export function startGateway(
         ...(devnet?.[1] === undefined ? {} : { devnetRpc: devnet[1] }),
         process: child,
         output: () => output,
+        waitForOutput: (pattern, waitMs = 15_000) =>
+          new Promise<void>((done, fail) => {
+            if (pattern.test(output)) {
+              done();
+              return;
+            }
+            const check = (): void => {
+              if (!pattern.test(output)) return;
+              clearTimeout(timer);
+              child.stdout.off('data', check);
+              child.stderr.off('data', check);
+              done();
+            };
+            const timer = setTimeout(() => {
+              child.stdout.off('data', check);
+              child.stderr.off('data', check);
+              fail(new Error(`no output matching ${pattern} within ${waitMs} ms`));
+            }, waitMs);
+            child.stdout.on('data', check);
+            child.stderr.on('data', check);
+          }),
         stop,
       });
     };
