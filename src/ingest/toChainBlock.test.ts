@@ -265,3 +265,34 @@ describe('toChainBlock', () => {
     expect(error.message).toContain('receipt.contractAddress');
   });
 });
+
+describe('toChainBlock: token transfers', () => {
+  const TRANSFER_TOPIC = '0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef';
+  const pad = (address: string): string => `0x${'0'.repeat(24)}${address.slice(2)}`;
+
+  it('decodes each receipt’s logs into its transaction’s transfers, skipping malformed ones', () => {
+    const logs = [
+      { address: CREATED, topics: [TRANSFER_TOPIC, pad(FROM), pad(TO)], data: `0x${'0'.repeat(63)}7`, logIndex: '0x3' },
+      { address: CREATED, topics: [TRANSFER_TOPIC, pad(FROM)], data: '0x', logIndex: '0x4' },
+      'not a log',
+    ];
+    const block = toChainBlock(CHAIN, BLOCK, [
+      { transactionHash: HASH_0, status: '0x1', logs },
+      { transactionHash: HASH_1, status: '0x1', contractAddress: CREATED, logs: [] },
+    ]);
+    expect(block.transactions[0]?.transfers).toEqual([
+      {
+        kind: 'erc20',
+        id: `${HASH_0}:3`,
+        txHash: HASH_0,
+        logIndex: 3,
+        token: CREATED.toLowerCase(),
+        from: FROM.toLowerCase(),
+        to: TO.toLowerCase(),
+        value: '0x7',
+      },
+    ]);
+    expect(block.transactions[1]).not.toHaveProperty('transfers');
+    expect(block.transactions[2]).not.toHaveProperty('transfers');
+  });
+});

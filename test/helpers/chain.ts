@@ -41,7 +41,8 @@ export class TestChain {
     // Nonces are counted here: without automine the node's pending count lags the pool.
     // Read the count raw: ethers' provider answers a repeated request from a short-lived cache.
     const nonce =
-      this.#nonces.get(from) ?? Number(await rpc<string>(this.url, 'eth_getTransactionCount', [wallet.address, 'latest']));
+      this.#nonces.get(from) ??
+      Number(await rpc<string>(this.url, 'eth_getTransactionCount', [wallet.address, 'latest']));
     this.#nonces.set(from, nonce + 1);
     const tx = await wallet.sendTransaction({ to, value: wei, nonce });
     return tx.hash;
@@ -51,7 +52,8 @@ export class TestChain {
   async send(from: number, request: TransactionRequest): Promise<string> {
     const wallet = this.wallets[from] as Wallet;
     const nonce =
-      this.#nonces.get(from) ?? Number(await rpc<string>(this.url, 'eth_getTransactionCount', [wallet.address, 'latest']));
+      this.#nonces.get(from) ??
+      Number(await rpc<string>(this.url, 'eth_getTransactionCount', [wallet.address, 'latest']));
     this.#nonces.set(from, nonce + 1);
     // A fixed gas limit: estimating against the latest block fails for calls that depend on
     // transactions still in the pool (a transfer of tokens minted earlier in the same block).

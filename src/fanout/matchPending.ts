@@ -1,0 +1,32 @@
+import { txAddresses } from '../domain/events.ts';
+import type { TxEvent } from '../domain/types.ts';
+import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import { EncodedValue } from './encode.ts';
+
+/**
+ * Matches a batch of mempool transactions against the activity subscriptions of a chain that
+ * asked for `pending` and the `tx` kind: each subscription's events in batch order, each event
+ * encoded at most once per encoding and listed at most once per subscription.
+ */
+export function matchPending<O>(
+  index: SubscriptionIndex<O>,
+  chainId: number,
+  events: readonly TxEvent[],
+): Map<Subscription<O>, EncodedValue[]> {
+  const matches = new Map<Subscription<O>, EncodedValue[]>();
+  for (const event of events) {
+    let encoded: EncodedValue | undefined;
+    for (const address of txAddresses(event)) {
+      for (const sub of index.watchers(chainId, address)) {
+        const filter = sub.filter;
+        if (filter.channel !== 'activity' || filter.pending !== true || !filter.kinds.has('tx')) continue;
+        encoded ??= new EncodedValue(event);
+        const list = matches.get(sub);
+        if (list === undefined) matches.set(sub, [encoded]);
+        // A transaction from and to two addresses of one subscription is sent once.
+        else if (list[list.length - 1] !== encoded) list.push(encoded);
+      }
+    }
+  }
+  return matches;
+}
