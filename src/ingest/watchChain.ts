@@ -181,6 +181,12 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
 
   /** Makes `tip` (whose parent is not the head) canonical: walk back, retract, apply. */
   async function reorgTo(tip: ChainBlock): Promise<void> {
+    if (window.get(tip.number)?.hash === tip.hash) {
+      // The node went back to a block we hold (a revert): only what is above it is orphaned.
+      retract([...window.values()].filter((h) => h.number > tip.number));
+      head = tip;
+      return;
+    }
     const branch = [tip];
     let oldest = tip;
     let pastWindow = false;
@@ -194,14 +200,17 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
       oldest = await byHash(chainId, oldest.parentHash);
       branch.unshift(oldest);
     }
-    const orphaned = [...window.values()]
-      .filter((h) => h.number >= oldest.number || pastWindow)
-      .sort((a, b) => b.number - a.number);
+    retract([...window.values()].filter((h) => h.number >= oldest.number || pastWindow), pastWindow);
+    for (const block of branch) apply(block);
+  }
+
+  /** Retracts the given blocks of the window, newest first, and reports the reorg. */
+  function retract(orphaned: Header[], pastWindow = false): void {
+    orphaned.sort((a, b) => b.number - a.number);
     for (const header of orphaned) {
       window.delete(header.number);
       options.onRetract(header);
     }
-    for (const block of branch) apply(block);
     options.onReorg?.(orphaned.length, pastWindow);
   }
 

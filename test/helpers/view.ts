@@ -27,7 +27,8 @@ export class ClientView {
     if (m.type === 'block') {
       const number = m['number'] as number;
       const hash = m['hash'] as string;
-      if (this.blocks.has(number)) this.violations.push(`block ${number} ${hash} delivered while ${this.blocks.get(number)} held`);
+      if (this.blocks.has(number))
+        this.violations.push(`block ${number} ${hash} delivered while ${this.blocks.get(number)} held`);
       if (this.#seenBlocks.has(hash)) this.violations.push(`block ${hash} delivered twice`);
       this.#seenBlocks.add(hash);
       this.blocks.set(number, hash);
@@ -35,13 +36,15 @@ export class ClientView {
       const ids = (m['events'] as Array<{ id: string }>).map((e) => e.id);
       if (this.activity.has(block.hash)) this.violations.push(`activity for ${block.hash} delivered twice`);
       for (const id of ids) {
-        if (this.#seenEvents.has(`${block.hash}/${id}`)) this.violations.push(`event ${id} of ${block.hash} delivered twice`);
+        if (this.#seenEvents.has(`${block.hash}/${id}`))
+          this.violations.push(`event ${id} of ${block.hash} delivered twice`);
         this.#seenEvents.add(`${block.hash}/${id}`);
       }
       this.activity.set(block.hash, { number: block.number, ids });
     } else if (m.type === 'removed') {
       if (m['events'] === undefined) {
-        if (this.blocks.get(block.number) !== block.hash) this.violations.push(`removed ${block.number} ${block.hash} not held`);
+        if (this.blocks.get(block.number) !== block.hash)
+          this.violations.push(`removed ${block.number} ${block.hash} not held`);
         this.blocks.delete(block.number);
       } else {
         const held = this.activity.get(block.hash);
@@ -85,7 +88,10 @@ export async function canonicalActivity(
       true,
     ]);
     const ids = block.transactions
-      .filter((tx) => addresses.includes(tx.from.toLowerCase()) || (tx.to !== null && addresses.includes(tx.to.toLowerCase())))
+      .filter(
+        (tx) =>
+          addresses.includes(tx.from.toLowerCase()) || (tx.to !== null && addresses.includes(tx.to.toLowerCase())),
+      )
       .map((tx) => tx.hash);
     if (ids.length > 0) out.set(block.hash, { number: n, ids });
   }
