@@ -1,8 +1,9 @@
+import { createServer as createNetServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { rpc } from './helpers/chain.ts';
 import { type Message, TestClient } from './helpers/client.ts';
-import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
+import { type GatewayProcess, runGatewayToExit, startGateway } from './helpers/gateway.ts';
 
 // `npm start` with no RPC: the gateway spawns anvil (block time 1 s) and test traffic.
 describe('npm start on the embedded devnet', () => {
@@ -75,5 +76,23 @@ describe('npm start on the embedded devnet', () => {
     expect(code).toBe(0);
     expect((await closed).code).toBe(1001);
     await expect(rpc(gateway.devnetRpc as string, 'eth_blockNumber')).rejects.toThrow();
+  });
+});
+
+describe('a gateway that cannot start', () => {
+  it('exits 1 naming the problem, and leaves no devnet behind', async () => {
+    const busy = createNetServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const { code, output } = await runGatewayToExit(['--host', '127.0.0.1', '--port', String(port)], {}, 40_000);
+      expect(code).toBe(1);
+      expect(output).toContain(`BAD_CONFIG: port: cannot listen on 127.0.0.1:${port}`);
+      const devnet = /devnet: anvil at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+      expect(devnet).toBeDefined();
+      await expect(rpc(devnet as string, 'eth_blockNumber')).rejects.toThrow();
+    } finally {
+      busy.close();
+    }
   });
 });

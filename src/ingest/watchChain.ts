@@ -45,6 +45,8 @@ export interface ChainWatcher {
   readonly chainId: number;
   /** The newest canonical block handed over (or the head found at start). */
   readonly head: () => ChainBlock;
+  /** The endpoint in use. */
+  readonly currentUrl: () => string;
   readonly close: () => Promise<void>;
 }
 
@@ -200,7 +202,10 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
       oldest = await byHash(chainId, oldest.parentHash);
       branch.unshift(oldest);
     }
-    retract([...window.values()].filter((h) => h.number >= oldest.number || pastWindow), pastWindow);
+    retract(
+      [...window.values()].filter((h) => h.number >= oldest.number || pastWindow),
+      pastWindow,
+    );
     for (const block of branch) apply(block);
   }
 
@@ -293,6 +298,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   return {
     chainId,
     head: () => head,
+    currentUrl: () => pool.currentUrl(),
     close: async () => {
       closed = true;
       wake?.();

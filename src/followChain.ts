@@ -1,0 +1,144 @@
+/**
+ * The wiring of one chain, from its RPC endpoints to fan-out: the chain watcher (canonical
+ * blocks, retractions), its feed and history, the mempool watcher, and their metrics. Part of
+ * the composition root: `src/main.ts` calls it once per configured chain.
+ */
+import type { Config } from './config.ts';
+import { ChainFeed } from './fanout/ChainFeed.ts';
+import type { Fanout, FanoutResult, Peer } from './fanout/Fanout.ts';
+import { ChainHistory } from './history/ChainHistory.ts';
+import type { SubscriptionIndex } from './index/SubscriptionIndex.ts';
+import { watchChain } from './ingest/watchChain.ts';
+import { watchPending } from './ingest/watchPending.ts';
+import type { Metrics } from './metrics/metrics.ts';
+
+/** Where a chain is followed: its endpoints, and the id they must serve (if configured). */
+export interface ChainSource {
+  readonly urls: readonly string[];
+  readonly chainId?: number;
+}
+
+/** What {@link followChain} needs from the composition root. */
+export interface FollowChainDeps<O extends Peer> {
+  readonly config: Config;
+  readonly fanout: Fanout<O>;
+  readonly index: SubscriptionIndex<O>;
+  readonly metrics: Metrics;
+  readonly log: (message: string) => void;
+}
+
+/** A followed chain: its feed (history, fan-out per depth) and a `close()`. */
+export interface FollowedChain<O extends Peer> {
+  readonly feed: ChainFeed<O>;
+  readonly close: () => Promise<void>;
+}
+
+/** Host label of an RPC URL for metrics and logs: never its path or credentials (API keys). */
+export function endpointLabel(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return 'invalid';
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Starts following one chain and resolves once its id and head are known. */
+export async function followChain<O extends Peer>(
+  source: ChainSource,
+  deps: FollowChainDeps<O>,
+): Promise<FollowedChain<O>> {
+  const { config, fanout, index, metrics, log } = deps;
+  let feed: ChainFeed<O> | undefined;
+  let chain = String(source.chainId ?? 'unknown');
+  // When ingest handed over the block being fanned out: the start of block-to-write latency.
+  let receivedAt = 0;
+
+  const observe = (sent: FanoutResult, seconds: number, kind: 'publish' | 'retract'): void => {
+    metrics.fanoutDuration.observe(seconds);
+    // Delivery is synchronous: when fan-out returns, the last frame is in a socket.
+    if (kind === 'publish' && sent.connections > 0) {
+      metrics.blockToWrite.observe({ chain }, (performance.now() - receivedAt) / 1000);
+    }
+    metrics.messagesSent.inc({ channel: 'blocks' }, sent.blockMessages);
+    metrics.messagesSent.inc({ channel: 'activity' }, sent.activityMessages);
+    metrics.bytesSent.inc({ channel: 'blocks' }, sent.blockBytes);
+    metrics.bytesSent.inc({ channel: 'activity' }, sent.activityBytes);
+  };
+
+  const watcher = await watchChain({
+    urls: source.urls,
+    ...(source.chainId === undefined ? {} : { expectedChainId: source.chainId }),
+    pollIntervalMs: config.pollIntervalMs,
+    requestTimeoutMs: config.rpcTimeoutMs,
+    reorgWindowBlocks: config.reorgWindowBlocks,
+    backfillConcurrency: config.backfillConcurrency,
+    headTimeoutBlocks: config.headTimeoutBlocks,
+    headTimeoutMinMs: config.headTimeoutMinSec * 1000,
+    onBlock: (block) => {
+      receivedAt = performance.now();
+      metrics.blocksIngested.inc({ chain });
+      metrics.headNumber.set({ chain }, block.number);
+      metrics.headTimestamp.set({ chain }, block.timestamp);
+      feed?.apply(block);
+    },
+    onRetract: (block) => feed?.retract(block),
+    onReorg: (depth, pastWindow) => {
+      metrics.reorgs.inc({ chain });
+      metrics.reorgDepth.observe({ chain }, depth);
+      if (pastWindow) metrics.deepReorgs.inc({ chain });
+      const deep = pastWindow ? ', deeper than the reorg window: the whole window was retracted' : '';
+      log(`chain ${chain}: reorg of ${depth} blocks${deep}`);
+    },
+    onBackfill: (blocks) => metrics.backfilled.inc({ chain }, blocks),
+    onError: (error, url) => log(`rpc ${endpointLabel(url)}: ${describe(error)}`),
+    onRequest: (method, url, seconds, ok) => {
+      const labels = { endpoint: endpointLabel(url), method };
+      metrics.rpcDuration.observe(labels, seconds);
+      // Adding 0 on success creates the series, so an error rate reads 0 rather than nothing.
+      metrics.rpcErrors.inc(labels, ok ? 0 : 1);
+    },
+    onEndpoint: (url, up) => metrics.endpointUp.set({ chain, endpoint: endpointLabel(url) }, up ? 1 : 0),
+  });
+  const chainId = watcher.chainId;
+  chain = String(chainId);
+  feed = new ChainFeed(chainId, new ChainHistory(config.historyWindowBlocks), fanout, index, observe);
+  const head = watcher.head();
+  feed.history.apply(head);
+  metrics.headNumber.set({ chain }, head.number);
+  metrics.headTimestamp.set({ chain }, head.timestamp);
+  for (const url of source.urls) {
+    metrics.endpointUp.set({ chain, endpoint: endpointLabel(url) }, url === watcher.currentUrl() ? 1 : 0);
+  }
+
+  // Mempool → `pending` messages, for activity subscriptions that asked for them (fetches only then).
+  let mempool: { close: () => Promise<void> } | undefined;
+  try {
+    mempool = await watchPending({
+      urls: source.urls,
+      pollIntervalMs: config.pollIntervalMs,
+      requestTimeoutMs: config.rpcTimeoutMs,
+      wanted: () => index.pendingSubscriptions(chainId) > 0,
+      onPending: (events) => {
+        const sent = fanout.publishPending(chainId, events);
+        metrics.messagesSent.inc({ channel: 'pending' }, sent.messages);
+        metrics.bytesSent.inc({ channel: 'pending' }, sent.bytes);
+      },
+      onError: (error, url) => log(`mempool ${endpointLabel(url)}: ${describe(error)}`),
+    });
+  } catch (error) {
+    await watcher.close();
+    throw error;
+  }
+  const followed = feed;
+  return {
+    feed: followed,
+    close: async () => {
+      await mempool?.close();
+      await watcher.close();
+    },
+  };
+}
