@@ -1,0 +1,705 @@
+import { type Backoff, backoffDelay, longestDelay, validateBackoff } from './backoff.ts';
+import { decodeServerMessage, type Encoding, encodeClientMessage } from './codec.ts';
+import { DedupeWindow } from './DedupeWindow.ts';
+import { ClientError } from './errors.ts';
+import {
+  type ActivitySubscriptionMessage,
+  type BlocksSubscriptionMessage,
+  EVENT_KINDS,
+  type EventKind,
+  type ServerMessage,
+  type SubscribedMessage,
+} from './messages.ts';
+
+/**
+ * The part of a WebSocket the client uses: what the browser's `WebSocket` and the `ws` package's
+ * `WebSocket` both offer.
+ */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: string | Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  /** `ws` only: drops the connection at once, without a closing handshake. */
+  terminate?(): void;
+  onopen: ((event: never) => unknown) | null;
+  onmessage: ((event: never) => unknown) | null;
+  onclose: ((event: never) => unknown) | null;
+  onerror: ((event: never) => unknown) | null;
+}
+
+/** A WebSocket class: the browser's `WebSocket`, or `WebSocket` from the `ws` package in Node. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/**
+ * Where the client stands:
+ * - `connecting`: a connection is being opened (the first, or a reconnect);
+ * - `open`: the server said `welcome`; subscriptions are (re)sent;
+ * - `resuming`: after a reconnect, the subscriptions made before it are sent again, each with its
+ *   last cursor, for the server to replay what they missed;
+ * - `recovered`: every one of them was replayed without a gap (`recovered:true`);
+ * - `lost`: at least one could not be (`recovered:false`, or it had no cursor to resume from yet):
+ *   its delivery restarted at the head, and the application must resync it by other means;
+ * - `closed`: the connection closed; `reconnectInMs` says when the next attempt starts, `null` when
+ *   the client stopped for good (`close()`, or an error a reconnect would repeat).
+ */
+export type ClientStatus = 'connecting' | 'open' | 'resuming' | 'recovered' | 'lost' | 'closed';
+
+/** One status change, with what the application may want to know about it. */
+export type StatusEvent =
+  | {
+      readonly status: 'connecting';
+      /** 1 for the first attempt since the last healthy connection. */
+      readonly attempt: number;
+    }
+  | { readonly status: 'open' }
+  | {
+      readonly status: 'resuming';
+      /** Subscriptions sent again after the reconnect. */
+      readonly subscriptions: number;
+    }
+  | { readonly status: 'recovered'; readonly subscriptions: number }
+  | {
+      readonly status: 'lost';
+      readonly subscriptions: number;
+      /** How many of them were not recovered. */
+      readonly lost: number;
+    }
+  | {
+      readonly status: 'closed';
+      /** The WebSocket close code (1006 when the link died or never opened). */
+      readonly code: number;
+      readonly reason: string;
+      /** Delay before the next attempt, in ms; `null` when the client will not reconnect. */
+      readonly reconnectInMs: number | null;
+    };
+
+/** Options of {@link createClient}. */
+export interface ClientOptions {
+  /** The gateway's protocol endpoint, `ws://HOST:PORT/v1` or `wss://…` (it may carry `?key=KEY`). */
+  readonly url: string;
+  /** Wire encoding. @default 'msgpack' */
+  readonly encoding?: Encoding;
+  /** The WebSocket class. @default globalThis.WebSocket (pass `WebSocket` from `ws` on Node 20) */
+  readonly WebSocket?: WebSocketConstructor;
+  /**
+   * A `ping` is sent this often, in ms; a connection that brings no message at all for twice as
+   * long (including one still opening) is dropped and reopened. @default 10000
+   */
+  readonly heartbeatIntervalMs?: number;
+  /** Reconnect delays (merged with the defaults). */
+  readonly backoff?: Partial<Backoff>;
+  /** Called on every status change. */
+  readonly onStatus?: (event: StatusEvent) => void;
+  /**
+   * Called with every error that has no subscription's `onError` to go to: messages the server
+   * refused, undecodable frames, terminal closes, throwing listeners. @default console.error
+   */
+  readonly onError?: (error: ClientError) => void;
+}
+
+/** Options shared by every subscription. */
+interface CommonSubscriptionOptions {
+  /** @default the gateway's first chain */
+  readonly chainId?: number;
+  /** Deliver a block once it has this many confirmations (0: at the head). @default 0 */
+  readonly confirmations?: number;
+  /**
+   * Called when the server refuses the subscription (`BAD_ADDRESS`, `TOO_MANY_SUBSCRIPTIONS`, …);
+   * the subscription is then over. @default the client's `onError`
+   */
+  readonly onError?: (error: ClientError) => void;
+}
+
+/** Options of {@link Client.subscribeBlocks}. */
+export interface SubscribeBlocksOptions extends CommonSubscriptionOptions {
+  /** Include each block's transactions. @default false */
+  readonly full?: boolean;
+  /** With `full`, send transactions' whole `input` instead of its 4-byte selector. @default false */
+  readonly fullInput?: boolean;
+}
+
+/** Options of {@link Client.watchAddresses}. */
+export interface WatchAddressesOptions extends CommonSubscriptionOptions {
+  /** @default every kind: ['tx', 'erc20', 'erc721', 'erc1155'] */
+  readonly kinds?: readonly EventKind[];
+  /** Also deliver matching mempool transactions (`pending` messages, never replayed). @default false */
+  readonly pending?: boolean;
+}
+
+/** Stops a subscription: no message reaches its listener after this returns. */
+export type Unsubscribe = () => void;
+
+/** A blockcast client: one connection, any number of subscriptions, all resumed after a reconnect. */
+export interface Client {
+  /**
+   * Subscribes to new blocks. `onMessage` gets `subscribed`, `block` and `removed` messages,
+   * without duplicates. After a reconnect it gets `subscribed` again: unless that one says
+   * `recovered: true`, blocks may have been missed meanwhile (the `lost` status).
+   */
+  subscribeBlocks(
+    options: SubscribeBlocksOptions,
+    onMessage: (message: BlocksSubscriptionMessage) => void,
+  ): Unsubscribe;
+  /**
+   * Watches the activity of `addresses` (any case). `onMessage` gets `subscribed`, `activity`,
+   * `removed` and (with `pending: true`) `pending` messages, each event once. After a reconnect
+   * it gets `subscribed` again: unless that one says `recovered: true`, events may have been
+   * missed meanwhile (the `lost` status).
+   */
+  watchAddresses(
+    addresses: readonly string[],
+    options: WatchAddressesOptions,
+    onMessage: (message: ActivitySubscriptionMessage) => void,
+  ): Unsubscribe;
+  /** The latest status. */
+  readonly status: ClientStatus;
+  /** Closes the connection, ends every subscription and stops every timer. */
+  close(): void;
+}
+
+/** Every default of {@link ClientOptions}, in one place. */
+export const CLIENT_DEFAULTS = Object.freeze({
+  encoding: 'msgpack' as Encoding,
+  heartbeatIntervalMs: 10_000,
+  backoff: Object.freeze({ initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.5 }) as Backoff,
+});
+
+/** Close codes after which reconnecting would only repeat the failure: the client stops. */
+const TERMINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1002, 1003, 1007, 1008, 1009, 1010]);
+const TOO_MANY_REQUESTS = 4029;
+/** Messages of not yet confirmed subscriptions held at most (a resume replays at most the server's window). */
+const MAX_BUFFERED_MESSAGES = 100_000;
+const OPEN = 1;
+/** How the client closes a socket it gives up on while the link still works. */
+const CLIENT_CLOSE = { code: 1000, reason: 'reconnecting' } as const;
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+
+type AnyListener = (message: ServerMessage) => void;
+
+/** One subscription as the application made it; it outlives connections. */
+interface Subscription {
+  /** The `subscribe` request without `id` and `from`. */
+  readonly request: Readonly<Record<string, unknown>>;
+  readonly onMessage: AnyListener;
+  readonly onError: ((error: ClientError) => void) | undefined;
+  readonly held: DedupeWindow;
+  /** The cursor of the last `block`, `activity` or `removed` message received. */
+  cursor: string | undefined;
+  /** Whether the server has accepted it on some connection. */
+  confirmed: boolean;
+  active: boolean;
+}
+
+/** One WebSocket connection and what is known on it. */
+interface Connection {
+  readonly socket: WebSocketLike;
+  readonly startedAt: number;
+  lastMessageAt: number;
+  welcomedAt: number | undefined;
+  /** Server `sub` id → subscription, once `subscribed` arrived. */
+  readonly bySid: Map<string, Subscription>;
+  /** Request id → subscription, while its `subscribe` is unanswered. */
+  readonly pending: Map<number, Subscription>;
+  /** Messages for `sub` ids not yet confirmed: a resume's replay comes before its `subscribed`. */
+  readonly buffered: Map<string, ServerMessage[]>;
+  bufferedCount: number;
+  /** Ids of subscriptions unsubscribed on this connection whose `unsubscribed` has not come. */
+  readonly retired: Set<string>;
+  /** Subscriptions resumed from a cursor and not yet answered. */
+  readonly resuming: Set<Subscription>;
+  resumed: number;
+  lost: number;
+  pingTimer: ReturnType<typeof setInterval> | undefined;
+  watchdogTimer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/**
+ * Creates a client of a blockcast gateway (protocol v1). It connects at once, reconnects with
+ * exponential backoff and jitter, resumes every subscription from its last cursor, drops the
+ * duplicates a resume brings, and detects a dead link by heartbeat.
+ *
+ * @example
+ * const client = createClient({ url: 'ws://localhost:8080/v1', WebSocket })
+ * const unwatch = client.watchAddresses(['0xabc…'], {}, (m) => console.log(m))
+ */
+export function createClient(options: ClientOptions): Client {
+  const url = toUrl(options.url, options.encoding ?? CLIENT_DEFAULTS.encoding);
+  const encoding = options.encoding ?? CLIENT_DEFAULTS.encoding;
+  const WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (typeof WebSocketClass !== 'function') {
+    throw new TypeError('WebSocket: no global WebSocket here; pass one (on Node 20: `WebSocket` from the ws package)');
+  }
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? CLIENT_DEFAULTS.heartbeatIntervalMs;
+  if (!Number.isFinite(heartbeatIntervalMs) || heartbeatIntervalMs <= 0) {
+    throw new TypeError(`heartbeatIntervalMs: must be a positive number of ms, got ${heartbeatIntervalMs}`);
+  }
+  const backoff: Backoff = { ...CLIENT_DEFAULTS.backoff, ...options.backoff };
+  validateBackoff(backoff);
+  const deadAfterMs = 2 * heartbeatIntervalMs;
+
+  const subscriptions = new Set<Subscription>();
+  let status: ClientStatus = 'connecting';
+  let closed = false;
+  let connection: Connection | undefined;
+  let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Connection attempts that failed since the last healthy connection. */
+  let failures = 0;
+  let nextRequestId = 0;
+
+  const reportError = (error: ClientError, handler = options.onError): void => {
+    try {
+      if (handler === undefined) console.error('blockcast client:', error);
+      else handler(error);
+    } catch (thrown) {
+      console.error('blockcast client: onError threw', thrown);
+    }
+  };
+
+  const emit = (event: StatusEvent): void => {
+    status = event.status;
+    try {
+      options.onStatus?.(event);
+    } catch (thrown) {
+      reportError(new ClientError('LISTENER_FAILED', `onStatus threw on ${event.status}`, { cause: thrown }));
+    }
+  };
+
+  const deliver = (subscription: Subscription, message: ServerMessage): void => {
+    if (!subscription.active) return;
+    try {
+      subscription.onMessage(message);
+    } catch (thrown) {
+      reportError(new ClientError('LISTENER_FAILED', `onMessage threw on ${message.type}`, { cause: thrown }));
+    }
+  };
+
+  const send = (conn: Connection, message: Record<string, unknown>): void => {
+    if (conn.socket.readyState !== OPEN) return; // the close that follows reconnects
+    try {
+      conn.socket.send(encodeClientMessage(encoding, message));
+    } catch {
+      // A socket closing under us: its close event reconnects.
+    }
+  };
+
+  const sendSubscribe = (conn: Connection, subscription: Subscription): void => {
+    const id = ++nextRequestId;
+    conn.pending.set(id, subscription);
+    const from = subscription.cursor === undefined ? {} : { from: subscription.cursor };
+    send(conn, { ...subscription.request, id, ...from });
+  };
+
+  const finishResumeIfDone = (conn: Connection): void => {
+    if (conn.resumed === 0 || conn.resuming.size > 0 || connection !== conn) return;
+    const subscriptionsResumed = conn.resumed;
+    conn.resumed = 0;
+    if (conn.lost > 0) emit({ status: 'lost', subscriptions: subscriptionsResumed, lost: conn.lost });
+    else emit({ status: 'recovered', subscriptions: subscriptionsResumed });
+  };
+
+  /** Applies a block-scoped message: remembers the cursor, drops duplicates, delivers the rest. */
+  const receive = (subscription: Subscription, message: ServerMessage): void => {
+    if (!subscription.active) return;
+    let out: ServerMessage | undefined = message;
+    switch (message.type) {
+      case 'block':
+        subscription.cursor = message.cursor;
+        out = subscription.held.block(message);
+        break;
+      case 'activity':
+        subscription.cursor = message.cursor;
+        out = subscription.held.activity(message);
+        break;
+      case 'removed':
+        subscription.cursor = message.cursor;
+        out = subscription.held.removed(message);
+        break;
+      default:
+        break;
+    }
+    if (out !== undefined) deliver(subscription, out);
+  };
+
+  const endSubscription = (conn: Connection | undefined, subscription: Subscription): void => {
+    subscription.active = false;
+    subscriptions.delete(subscription);
+    if (conn?.resuming.delete(subscription)) finishResumeIfDone(conn);
+  };
+
+  const onSubscribed = (conn: Connection, message: SubscribedMessage): void => {
+    const subscription = typeof message.id === 'number' ? conn.pending.get(message.id) : undefined;
+    if (subscription === undefined) return; // not a reply to this connection's requests
+    conn.pending.delete(message.id as number);
+    const buffered = conn.buffered.get(message.sub) ?? [];
+    conn.buffered.delete(message.sub);
+    conn.bufferedCount -= buffered.length;
+    if (conn.pending.size === 0) {
+      conn.buffered.clear(); // nothing left that could claim them
+      conn.bufferedCount = 0;
+    }
+    if (!subscription.active) {
+      // Unsubscribed while the request was in flight.
+      conn.retired.add(message.sub);
+      send(conn, { op: 'unsubscribe', id: ++nextRequestId, sub: message.sub });
+      return;
+    }
+    conn.bySid.set(message.sub, subscription);
+    subscription.confirmed = true;
+    // Arrival order: a resume's `removed` and replay first, then its `subscribed`.
+    for (const early of buffered) {
+      if (connection !== conn) return;
+      receive(subscription, early);
+    }
+    if (connection !== conn) return;
+    deliver(subscription, message);
+    if (conn.resuming.delete(subscription)) {
+      if (message.recovered !== true) conn.lost++;
+      finishResumeIfDone(conn);
+    }
+  };
+
+  const onRefused = (conn: Connection, subscription: Subscription, error: ClientError): void => {
+    const wasActive = subscription.active;
+    endSubscription(conn, subscription);
+    if (wasActive) reportError(error, subscription.onError ?? options.onError);
+  };
+
+  const onWelcome = (conn: Connection, message: Extract<ServerMessage, { type: 'welcome' }>): void => {
+    if (conn.welcomedAt !== undefined) return; // one per connection
+    if (message.protocol !== 1) {
+      stop(
+        conn,
+        1002,
+        `unsupported protocol ${message.protocol}`,
+        new ClientError(
+          'UNSUPPORTED_PROTOCOL',
+          `the gateway speaks protocol ${message.protocol}; this client speaks 1`,
+        ),
+      );
+      return;
+    }
+    conn.welcomedAt = now();
+    conn.pingTimer = setInterval(() => send(conn, { op: 'ping', id: ++nextRequestId }), heartbeatIntervalMs);
+    // Taken before any callback runs: a subscription made from one is sent by `add` itself.
+    const toSend = [...subscriptions];
+    emit({ status: 'open' });
+    if (connection !== conn) return;
+    for (const subscription of toSend) {
+      // One confirmed before without a cursor yet cannot be replayed: it is resent without `from`
+      // and reported as not recovered (it may have missed something while away).
+      const resumes = subscription.cursor !== undefined || subscription.confirmed;
+      if (subscription.active && resumes) conn.resuming.add(subscription);
+    }
+    conn.resumed = conn.resuming.size;
+    if (conn.resumed > 0) {
+      emit({ status: 'resuming', subscriptions: conn.resumed });
+      if (connection !== conn) return;
+    }
+    for (const subscription of toSend) if (subscription.active) sendSubscribe(conn, subscription);
+  };
+
+  const onServerMessage = (conn: Connection, message: ServerMessage): void => {
+    switch (message.type) {
+      case 'welcome':
+        onWelcome(conn, message);
+        return;
+      case 'subscribed':
+        onSubscribed(conn, message);
+        return;
+      case 'unsubscribed':
+        conn.retired.delete(message.sub);
+        return;
+      case 'error': {
+        const error = new ClientError(message.code, message.message);
+        const subscription = typeof message.id === 'number' ? conn.pending.get(message.id) : undefined;
+        if (subscription !== undefined) {
+          conn.pending.delete(message.id as number);
+          onRefused(conn, subscription, error);
+          return;
+        }
+        reportError(error);
+        // The server dropped a request without saying which: start over on a fresh connection.
+        if (message.code === 'RATE_LIMITED') drop(conn, TOO_MANY_REQUESTS, 'rate limited', CLIENT_CLOSE);
+        return;
+      }
+      case 'block':
+      case 'activity':
+      case 'removed':
+      case 'pending': {
+        const subscription = conn.bySid.get(message.sub);
+        if (subscription !== undefined) receive(subscription, message);
+        else if (!conn.retired.has(message.sub) && conn.pending.size > 0) {
+          if (conn.bufferedCount >= MAX_BUFFERED_MESSAGES) {
+            drop(conn, 1006, `more than ${MAX_BUFFERED_MESSAGES} messages before their subscribed`, CLIENT_CLOSE);
+            return;
+          }
+          const list = conn.buffered.get(message.sub);
+          if (list === undefined) conn.buffered.set(message.sub, [message]);
+          else list.push(message);
+          conn.bufferedCount++;
+        }
+        return;
+      }
+      default:
+        return; // pong, updated, and types of later protocol versions
+    }
+  };
+
+  const clearConnectionTimers = (conn: Connection): void => {
+    clearInterval(conn.pingTimer);
+    clearTimeout(conn.watchdogTimer);
+    conn.pingTimer = undefined;
+    conn.watchdogTimer = undefined;
+  };
+
+  /** Forgets a connection: timers, handlers, and the socket itself when it is still up. */
+  const detach = (conn: Connection, closeSocket: { code: number; reason: string } | 'terminate' | undefined): void => {
+    clearConnectionTimers(conn);
+    const socket = conn.socket;
+    socket.onopen = null;
+    socket.onmessage = null;
+    socket.onclose = null;
+    // A socket closed while still opening reports an error: keep a handler so none goes unhandled.
+    socket.onerror = () => undefined;
+    if (connection === conn) connection = undefined;
+    if (closeSocket === undefined) return;
+    try {
+      if (closeSocket === 'terminate' && socket.terminate !== undefined) socket.terminate();
+      else if (closeSocket === 'terminate') socket.close(4000, 'heartbeat timeout');
+      else socket.close(closeSocket.code, closeSocket.reason);
+    } catch {
+      // Closing a socket that is already closing.
+    }
+  };
+
+  /** The connection is over: reconnect after a backoff delay, or stop for good on a terminal code. */
+  const drop = (
+    conn: Connection,
+    code: number,
+    reason: string,
+    closeSocket?: { code: number; reason: string } | 'terminate',
+  ): void => {
+    if (connection !== conn) return;
+    detach(conn, closeSocket);
+    if (TERMINAL_CLOSE_CODES.has(code)) {
+      const error =
+        code === 1009
+          ? new ClientError('MESSAGE_TOO_BIG', `the gateway closed with 1009: a message was too big (${reason})`, {
+              closeCode: code,
+            })
+          : new ClientError('CLOSED_BY_SERVER', `the gateway closed with ${code} (${reason}): not reconnecting`, {
+              closeCode: code,
+            });
+      finish(code, reason, error);
+      return;
+    }
+    const healthy = conn.welcomedAt !== undefined && now() - conn.welcomedAt >= heartbeatIntervalMs;
+    if (healthy && code !== TOO_MANY_REQUESTS) failures = 0;
+    // 4029 asks for a longer pause: the longest delay, whatever the count of failures.
+    const delay = code === TOO_MANY_REQUESTS ? longestDelay(backoff) : backoffDelay(failures, backoff);
+    failures = Math.min(failures + 1, 64);
+    emit({ status: 'closed', code, reason, reconnectInMs: delay });
+    if (closed) return;
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = undefined;
+      connect();
+    }, delay);
+  };
+
+  /** Stops for good after a terminal fault on `conn`. */
+  const stop = (conn: Connection, code: number, reason: string, error: ClientError): void => {
+    detach(conn, { code: 1000, reason });
+    finish(code, reason, error);
+  };
+
+  const finish = (code: number, reason: string, error: ClientError | undefined): void => {
+    closed = true;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = undefined;
+    for (const subscription of subscriptions) subscription.active = false;
+    subscriptions.clear();
+    if (error !== undefined) reportError(error);
+    emit({ status: 'closed', code, reason, reconnectInMs: null });
+  };
+
+  const armWatchdog = (conn: Connection): void => {
+    const silentMs = now() - conn.lastMessageAt;
+    conn.watchdogTimer = setTimeout(
+      () => {
+        conn.watchdogTimer = undefined;
+        if (connection !== conn) return;
+        if (now() - conn.lastMessageAt >= deadAfterMs) {
+          const what = conn.welcomedAt === undefined ? 'no welcome' : 'no message';
+          drop(conn, 1006, `heartbeat: ${what} for ${deadAfterMs} ms`, 'terminate');
+        } else {
+          armWatchdog(conn);
+        }
+      },
+      Math.max(0, deadAfterMs - silentMs),
+    );
+  };
+
+  const connect = (): void => {
+    if (closed) return;
+    emit({ status: 'connecting', attempt: failures + 1 });
+    if (closed) return;
+    let socket: WebSocketLike;
+    try {
+      socket = new WebSocketClass(url);
+      socket.binaryType = 'arraybuffer';
+    } catch (thrown) {
+      finish(1006, 'cannot open a WebSocket', new ClientError('CLOSED_BY_SERVER', String(thrown), { cause: thrown }));
+      return;
+    }
+    const startedAt = now();
+    const conn: Connection = {
+      socket,
+      startedAt,
+      lastMessageAt: startedAt,
+      welcomedAt: undefined,
+      bySid: new Map(),
+      pending: new Map(),
+      buffered: new Map(),
+      bufferedCount: 0,
+      retired: new Set(),
+      resuming: new Set(),
+      resumed: 0,
+      lost: 0,
+      pingTimer: undefined,
+      watchdogTimer: undefined,
+    };
+    connection = conn;
+    socket.onmessage = (event: { data: unknown }) => {
+      if (connection !== conn) return;
+      conn.lastMessageAt = now();
+      let message: ServerMessage;
+      try {
+        message = decodeServerMessage(event.data);
+      } catch (thrown) {
+        reportError(new ClientError('BAD_MESSAGE', 'a frame from the gateway could not be decoded', { cause: thrown }));
+        return;
+      }
+      onServerMessage(conn, message);
+    };
+    socket.onclose = (event: { code: number; reason: string }) => {
+      drop(conn, event.code, event.reason);
+    };
+    socket.onerror = () => undefined; // a close event follows every error
+    armWatchdog(conn);
+  };
+
+  const add = (request: Record<string, unknown>, onMessage: AnyListener, onError: Subscription['onError']) => {
+    if (closed) throw new ClientError('CLIENT_CLOSED', 'the client is closed');
+    const subscription: Subscription = {
+      request,
+      onMessage,
+      onError,
+      held: new DedupeWindow(),
+      cursor: undefined,
+      confirmed: false,
+      active: true,
+    };
+    subscriptions.add(subscription);
+    const conn = connection;
+    if (conn?.welcomedAt !== undefined) sendSubscribe(conn, subscription);
+    return (): void => {
+      if (!subscription.active) return;
+      const current = connection;
+      endSubscription(current, subscription);
+      if (current === undefined) return;
+      for (const [sid, s] of current.bySid) {
+        if (s !== subscription) continue;
+        current.bySid.delete(sid);
+        current.retired.add(sid);
+        send(current, { op: 'unsubscribe', id: ++nextRequestId, sub: sid });
+      }
+    };
+  };
+
+  connect();
+
+  return {
+    subscribeBlocks(subscribeOptions, onMessage) {
+      const { chainId, confirmations, full, fullInput, onError } = subscribeOptions;
+      validateCommon(chainId, confirmations);
+      const request = {
+        op: 'subscribe',
+        channel: 'blocks',
+        ...(chainId === undefined ? {} : { chainId }),
+        ...(full === undefined ? {} : { full }),
+        ...(fullInput === undefined ? {} : { fullInput }),
+        ...(confirmations === undefined ? {} : { confirmations }),
+      };
+      return add(request, onMessage as AnyListener, onError);
+    },
+    watchAddresses(addresses, watchOptions, onMessage) {
+      const { chainId, confirmations, kinds, pending, onError } = watchOptions;
+      validateCommon(chainId, confirmations);
+      if (!Array.isArray(addresses) || addresses.length === 0) {
+        throw new TypeError('addresses: must be a non-empty array of 0x addresses');
+      }
+      for (const address of addresses) {
+        if (typeof address !== 'string' || !ADDRESS.test(address)) {
+          throw new TypeError(`addresses: not an address: ${JSON.stringify(address)}`);
+        }
+      }
+      if (kinds !== undefined) {
+        const unknown = kinds.filter((kind) => !EVENT_KINDS.includes(kind));
+        if (kinds.length === 0 || unknown.length > 0) {
+          throw new TypeError(`kinds: must be a non-empty list of ${EVENT_KINDS.join(', ')}; got ${kinds.join(', ')}`);
+        }
+      }
+      const request = {
+        op: 'subscribe',
+        channel: 'activity',
+        addresses: [...addresses],
+        ...(chainId === undefined ? {} : { chainId }),
+        ...(kinds === undefined ? {} : { kinds: [...kinds] }),
+        ...(pending === undefined ? {} : { pending }),
+        ...(confirmations === undefined ? {} : { confirmations }),
+      };
+      return add(request, onMessage as AnyListener, onError);
+    },
+    get status() {
+      return status;
+    },
+    close() {
+      if (closed) return;
+      const conn = connection;
+      if (conn !== undefined) detach(conn, { code: 1000, reason: 'client closed' });
+      finish(1000, 'client closed', undefined);
+    },
+  };
+}
+
+/** Monotonic milliseconds (a wall-clock jump must not look like a dead link). */
+function now(): number {
+  return performance.now();
+}
+
+function toUrl(raw: string, encoding: Encoding): string {
+  if (encoding !== 'msgpack' && encoding !== 'json') {
+    throw new TypeError(`encoding: must be 'msgpack' or 'json', got ${JSON.stringify(encoding)}`);
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new TypeError(`url: not a URL: ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    throw new TypeError(`url: must be ws:// or wss://, got ${JSON.stringify(raw)}`);
+  }
+  if (encoding === 'json') url.searchParams.set('encoding', 'json');
+  return url.toString();
+}
+
+function validateCommon(chainId: number | undefined, confirmations: number | undefined): void {
+  if (chainId !== undefined && (!Number.isSafeInteger(chainId) || chainId <= 0)) {
+    throw new TypeError(`chainId: must be a positive integer, got ${chainId}`);
+  }
+  if (confirmations !== undefined && (!Number.isSafeInteger(confirmations) || confirmations < 0)) {
+    throw new TypeError(`confirmations: must be a non-negative integer, got ${confirmations}`);
+  }
+}

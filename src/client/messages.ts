@@ -1,0 +1,242 @@
+/**
+ * The messages of protocol v1 (docs/PROTOCOL.md) as a client receives them. These mirror the wire
+ * form, field for field: the client stage imports nothing from the server's stages.
+ */
+
+/** A lowercase 0x-prefixed hex string (address, hash or quantity). */
+export type Hex = `0x${string}`;
+
+/** A block's number and hash. */
+export interface BlockRef {
+  readonly number: number;
+  readonly hash: Hex;
+}
+
+/** The event kinds of an `activity` subscription. */
+export type EventKind = 'tx' | 'erc20' | 'erc721' | 'erc1155';
+
+/** Every event kind, in protocol order. */
+export const EVENT_KINDS: readonly EventKind[] = ['tx', 'erc20', 'erc721', 'erc1155'];
+
+/** A transaction whose `from`, `to` or created contract is a watched address. */
+export interface TxEvent {
+  readonly kind: 'tx';
+  /** Stable across replays: the transaction hash. */
+  readonly id: string;
+  readonly txHash: Hex;
+  /** Position in its block; `null` in `pending` messages. */
+  readonly txIndex: number | null;
+  readonly from: Hex;
+  /** `null` for a contract creation. */
+  readonly to: Hex | null;
+  /** Wei, as 0x hex. */
+  readonly value: Hex;
+  readonly nonce: number;
+  /** 1 success, 0 reverted; absent in `pending` messages. */
+  readonly status?: 0 | 1;
+  readonly contractAddress?: Hex;
+}
+
+/** An ERC-20 `Transfer` log. */
+export interface Erc20TransferEvent {
+  readonly kind: 'erc20';
+  /** Stable across replays: `txHash:logIndex`. */
+  readonly id: string;
+  readonly txHash: Hex;
+  /** Index of the log in its block. */
+  readonly logIndex: number;
+  /** The contract that emitted the log. */
+  readonly token: Hex;
+  readonly from: Hex;
+  readonly to: Hex;
+  /** Amount in the token's smallest unit, as 0x hex. */
+  readonly value: Hex;
+}
+
+/** An ERC-721 `Transfer` log. */
+export interface Erc721TransferEvent {
+  readonly kind: 'erc721';
+  /** Stable across replays: `txHash:logIndex`. */
+  readonly id: string;
+  readonly txHash: Hex;
+  /** Index of the log in its block. */
+  readonly logIndex: number;
+  /** The contract that emitted the log. */
+  readonly token: Hex;
+  readonly from: Hex;
+  readonly to: Hex;
+  /** As 0x hex. */
+  readonly tokenId: Hex;
+}
+
+/** One transfer of an ERC-1155 `TransferSingle` log, or one item of a `TransferBatch` log. */
+export interface Erc1155TransferEvent {
+  readonly kind: 'erc1155';
+  /** Stable across replays: `txHash:logIndex`, or `txHash:logIndex:i` for the i-th item of a batch. */
+  readonly id: string;
+  readonly txHash: Hex;
+  /** Index of the log in its block. */
+  readonly logIndex: number;
+  /** The contract that emitted the log. */
+  readonly token: Hex;
+  readonly operator: Hex;
+  readonly from: Hex;
+  readonly to: Hex;
+  /** As 0x hex. */
+  readonly tokenId: Hex;
+  /** Amount, as 0x hex. */
+  readonly value: Hex;
+}
+
+/** Every event an `activity`, `pending` or `removed` message can carry; `kind` tells them apart. */
+export type ActivityEvent = TxEvent | Erc20TransferEvent | Erc721TransferEvent | Erc1155TransferEvent;
+
+/** A transaction of a `full` block: the `tx` event without `kind` and `id`, plus gas and input. */
+export interface BlockTransaction extends Omit<TxEvent, 'kind' | 'id'> {
+  readonly gas: Hex;
+  readonly gasPrice?: Hex;
+  readonly maxFeePerGas?: Hex;
+  readonly maxPriorityFeePerGas?: Hex;
+  /** Call data; cut to the 4-byte selector unless the subscription asked for `fullInput`. */
+  readonly input: Hex;
+}
+
+/** The first message of every connection. */
+export interface WelcomeMessage {
+  readonly type: 'welcome';
+  readonly protocol: number;
+  readonly chains: ReadonlyArray<{ readonly chainId: number; readonly head: BlockRef | null }>;
+  readonly limits: Readonly<Record<string, number>>;
+}
+
+/**
+ * The server accepted a subscription (also after a resume). `sub` is the server's id for it on
+ * the current connection: it changes with every reconnect.
+ */
+export interface SubscribedMessage {
+  readonly type: 'subscribed';
+  readonly id?: number | string;
+  readonly sub: string;
+  readonly channel: 'blocks' | 'activity';
+  readonly chainId: number;
+  readonly head: BlockRef | null;
+  /**
+   * Only on a resume: `true` when everything missed was replayed, `false` when the server could
+   * not (cursor too old or unknown) and delivery restarts at the head: resync by other means.
+   */
+  readonly recovered?: boolean;
+}
+
+/** Reply to `update`. */
+export interface UpdatedMessage {
+  readonly type: 'updated';
+  readonly id?: number | string;
+  readonly sub: string;
+  readonly addresses: number;
+}
+
+/** Reply to `unsubscribe`. */
+export interface UnsubscribedMessage {
+  readonly type: 'unsubscribed';
+  readonly id?: number | string;
+  readonly sub: string;
+}
+
+/** Reply to `ping`. */
+export interface PongMessage {
+  readonly type: 'pong';
+  readonly id?: number | string;
+}
+
+/** The stable error codes of protocol v1. */
+export type ProtocolErrorCode =
+  | 'BAD_REQUEST'
+  | 'BAD_ADDRESS'
+  | 'UNKNOWN_CHAIN'
+  | 'UNKNOWN_SUBSCRIPTION'
+  | 'TOO_MANY_ADDRESSES'
+  | 'TOO_MANY_SUBSCRIPTIONS'
+  | 'RATE_LIMITED'
+  | 'UNSUPPORTED';
+
+/** The server refused a request (with its `id`) or a message it could not read. */
+export interface ErrorMessage {
+  readonly type: 'error';
+  readonly id?: number | string;
+  readonly code: ProtocolErrorCode;
+  readonly message: string;
+}
+
+/** A new block on a `blocks` subscription. */
+export interface BlockMessage {
+  readonly type: 'block';
+  readonly sub: string;
+  readonly chainId: number;
+  readonly number: number;
+  readonly hash: Hex;
+  readonly parentHash: Hex;
+  /** Seconds since the epoch. */
+  readonly timestamp: number;
+  readonly miner: Hex;
+  readonly gasUsed: Hex;
+  readonly gasLimit: Hex;
+  readonly baseFeePerGas?: Hex;
+  readonly txCount: number;
+  /** Hand back to resume after this block. */
+  readonly cursor: string;
+  /** Only with `full: true`. */
+  readonly transactions?: readonly BlockTransaction[];
+}
+
+/** Every match of one block on an `activity` subscription (at most one message per block). */
+export interface ActivityMessage {
+  readonly type: 'activity';
+  readonly sub: string;
+  readonly chainId: number;
+  readonly block: BlockRef & { readonly timestamp: number };
+  /** Hand back to resume after this block. */
+  readonly cursor: string;
+  readonly events: readonly ActivityEvent[];
+}
+
+/** Matching mempool transactions on an `activity` subscription with `pending: true`. */
+export interface PendingMessage {
+  readonly type: 'pending';
+  readonly sub: string;
+  readonly chainId: number;
+  readonly events: readonly ActivityEvent[];
+}
+
+/**
+ * A block left the canonical chain: forget what was delivered for it. On `activity` it lists the
+ * events that had been delivered for that block; on `blocks` it only names the block.
+ */
+export interface RemovedMessage {
+  readonly type: 'removed';
+  readonly sub: string;
+  readonly chainId: number;
+  readonly block: BlockRef;
+  /** Points at the retracted block's parent: where the subscription stands now. */
+  readonly cursor: string;
+  /** On `activity` subscriptions only. */
+  readonly events?: readonly ActivityEvent[];
+}
+
+/** Every message the server sends, discriminated by `type`. */
+export type ServerMessage =
+  | WelcomeMessage
+  | SubscribedMessage
+  | UpdatedMessage
+  | UnsubscribedMessage
+  | PongMessage
+  | ErrorMessage
+  | BlockMessage
+  | ActivityMessage
+  | PendingMessage
+  | RemovedMessage;
+
+/** What the listener of `client.subscribeBlocks` receives. */
+export type BlocksSubscriptionMessage = SubscribedMessage | BlockMessage | RemovedMessage;
+
+/** What the listener of `client.watchAddresses` receives. */
+export type ActivitySubscriptionMessage = SubscribedMessage | ActivityMessage | PendingMessage | RemovedMessage;
