@@ -90,7 +90,13 @@ export class ChainFeed<O extends Peer> {
       if (block === undefined) return false;
       blocks.push(block);
     }
-    return this.#fanout.catchUp(sub, orphans, blocks, maxBytes);
+    // What the client may hold from before the resume point: it must be retractable too.
+    const held: ChainBlock[] = [];
+    for (let n = this.history.oldestNumber ?? at.block.number; n <= at.block.number; n++) {
+      const block = this.history.at(n);
+      if (block !== undefined) held.push(block);
+    }
+    return this.#fanout.catchUp(sub, orphans, blocks, held, maxBytes);
   }
 
   /** A block left the canonical chain (newest first): retract it wherever it was delivered. */

@@ -190,10 +190,20 @@ export class Fanout<O extends Peer> {
       return frameBytes(frame);
     };
 
+    // Subscriptions whose messages are the same bytes (same shape, encoding and id on their
+    // connection: the common case) share the last frame built instead of a copy each.
+    const lastFrames: Array<{ fields: EncodedFields; sid: string; frame: Frame } | undefined> = [undefined, undefined];
     for (const sub of this.#index.blockSubscribers(block.chainId)) {
       if (sub.filter.channel !== 'blocks' || (sub.filter.confirmations ?? 0) !== confirmations) continue;
       if (!this.#firstBlock.has(sub)) this.#firstBlock.set(sub, block.number);
-      blockBytes += push(sub.owner, buildFrame(sub.owner.encoding, this.#prefix(sub), parts.blockFields(sub.filter)));
+      const fields = parts.blockFields(sub.filter);
+      const slot = sub.owner.encoding === 'json' ? 1 : 0;
+      let last = lastFrames[slot];
+      if (last === undefined || last.fields !== fields || last.sid !== sub.sid) {
+        last = { fields, sid: sub.sid, frame: buildFrame(sub.owner.encoding, this.#prefix(sub), fields) };
+        lastFrames[slot] = last;
+      }
+      blockBytes += push(sub.owner, last.frame);
       blockMessages++;
     }
 
@@ -268,13 +278,16 @@ export class Fanout<O extends Peer> {
   /**
    * Brings one subscription up to date from a resume point, before it goes live: `removed` for
    * the orphaned blocks it may have seen (newest first), then the messages of the canonical
-   * `blocks` it missed, in order, as one write. When the frames would pass `maxBytes`, nothing
-   * is sent and `false` comes back (the client is told to resync instead of being cut off).
+   * `blocks` it missed, in order, as one write. `held` are the canonical blocks up to the resume
+   * point that the client may hold from before: they count as sent, so a later reorg of them
+   * retracts them too. When the frames would pass `maxBytes`, nothing is sent and `false` comes
+   * back (the client is told to resync instead of being cut off).
    */
   catchUp(
     sub: Subscription<O>,
     orphans: readonly ChainBlock[],
     blocks: readonly ChainBlock[],
+    held: readonly ChainBlock[],
     maxBytes: number,
   ): boolean {
     const frames: Frame[] = [];
@@ -306,8 +319,14 @@ export class Fanout<O extends Peer> {
       if (bytes > maxBytes) return false;
     }
     if (bytes > maxBytes) return false;
-    const first = blocks[0];
+    const first = held[0] ?? blocks[0];
     if (filter.channel === 'blocks' && first !== undefined) this.#firstBlock.set(sub, first.number);
+    if (filter.channel === 'activity') {
+      for (const block of held) {
+        const events = matchSubscription(sub, block);
+        if (events.length > 0) this.#remember(block, new Map([[sub, events]]));
+      }
+    }
     for (const [block, events] of sent) this.#remember(block, new Map([[sub, events]]));
     if (frames.length > 0) this.#deliver(sub.owner, frames);
     return true;
