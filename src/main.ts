@@ -106,6 +106,7 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
       chainIds: () => chainIds,
       head: (chainId) => feeds.get(chainId)?.history.head,
       resume: (sub, cursor, maxBytes) => feeds.get(sub.chainId)?.resume(sub, cursor, maxBytes) ?? false,
+      position: (sub) => feeds.get(sub.chainId)?.position(sub),
       ready: () =>
         [...feeds.values()].every((f) => Date.now() / 1000 - (f.history.head?.timestamp ?? 0) <= config.maxHeadAgeSec),
     },

@@ -94,6 +94,27 @@ describe('resume from a cursor', () => {
     p.client.close();
   });
 
+  it('gives a quiet subscription a position in subscribed and pongs, and resumes from it', async () => {
+    const p = await probe();
+    const quiet = await TestClient.connect(gateway.url, 'msgpack');
+    const reply = await quiet.request({ op: 'subscribe', channel: 'activity', addresses: [chain.address(1)] });
+    expect(reply['cursor']).toMatch(/^31337:\d+:0x[0-9a-f]{64}$/);
+    await mine(p.client, p.sub, false);
+    const last = await mine(p.client, p.sub, false);
+    const pong = await quiet.request({ op: 'ping' });
+    const cursor = (pong['cursors'] as Record<string, string>)[reply['sub'] as string];
+    expect(cursor).toBe(`31337:${last}:${(await chain.block(last)).hash}`);
+    expect(cursor).not.toBe(reply['cursor']);
+    quiet.close();
+    const missed = await mine(p.client, p.sub);
+    const back = await TestClient.connect(gateway.url, 'msgpack');
+    const resumed = await resume(back, { channel: 'activity', addresses: [chain.address(1)], from: cursor });
+    expect(resumed.reply).toMatchObject({ recovered: true });
+    expect(resumed.before.map((m) => blockNumberOf(m))).toEqual([missed]);
+    back.close();
+    p.client.close();
+  });
+
   it('answers recovered:true and replays nothing for a cursor at the head', async () => {
     const p = await probe();
     const head = await mine(p.client, p.sub, false);

@@ -433,6 +433,25 @@ describe('createClient', () => {
     expect(rec.statuses.at(-1)).toEqual({ status: 'lost', subscriptions: 1, lost: 1 });
   });
 
+  it('resumes a quiet subscription from the position its subscribed and pongs gave', async () => {
+    const rec = new Recorder();
+    client = createClient({ url: server.url, WebSocket, backoff: FAST, ...rec.options() });
+    client.watchAddresses([WATCHED], {}, rec.onActivity);
+    const first = await server.connection(0);
+    const [a1] = await first.nextSubscribes(1);
+    first.subscribed(a1 as Msg, 's1', { cursor: `31337:5:${hash(5)}` });
+    await rec.signal.until(() => rec.activity.length >= 1, 'subscribed');
+    // No activity since: the pong moves the quiet subscription's position on.
+    first.send({ type: 'pong', cursors: { s1: `31337:9:${hash(9)}`, other: `31337:1:${hash(1)}` } });
+    first.send({ type: 'pong', cursors: {} });
+    first.ws.close(1001);
+    const second = await server.connection(1);
+    const [a2] = await second.nextSubscribes(1);
+    expect(a2).toMatchObject({ from: `31337:9:${hash(9)}` });
+    second.subscribed(a2 as Msg, 's2', { recovered: true, cursor: `31337:12:${hash(12)}` });
+    await rec.status('recovered');
+  });
+
   it('detects a link that goes silent by heartbeat and reconnects', async () => {
     const rec = new Recorder();
     const heartbeatIntervalMs = 100;

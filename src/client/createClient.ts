@@ -352,6 +352,8 @@ export function createClient(options: ClientOptions): Client {
       receive(subscription, early);
     }
     if (connection !== conn) return;
+    // The position after the catch-up: a subscription without messages yet can resume from it.
+    if (message.cursor !== undefined) subscription.cursor = message.cursor;
     deliver(subscription, message);
     if (conn.resuming.delete(subscription)) {
       if (message.recovered !== true) conn.lost++;
@@ -441,8 +443,15 @@ export function createClient(options: ClientOptions): Client {
         }
         return;
       }
+      case 'pong':
+        // Positions of quiet subscriptions move on with the chain: a resume replays only what follows.
+        for (const [sid, cursor] of Object.entries(message.cursors ?? {})) {
+          const subscription = conn.bySid.get(sid);
+          if (subscription !== undefined) subscription.cursor = cursor;
+        }
+        return;
       default:
-        return; // pong, updated, and types of later protocol versions
+        return; // updated, and types of later protocol versions
     }
   };
 

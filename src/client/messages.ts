@@ -125,6 +125,8 @@ export interface SubscribedMessage {
    * not (cursor too old or unknown) and delivery restarts at the head: resync by other means.
    */
   readonly recovered?: boolean;
+  /** The subscription's position: everything up to this block has been sent (resume from it). */
+  readonly cursor?: string;
 }
 
 /** Reply to `update`. */
@@ -146,6 +148,11 @@ export interface UnsubscribedMessage {
 export interface PongMessage {
   readonly type: 'pong';
   readonly id?: number | string;
+  /**
+   * Each subscription's position (`sub` → cursor) when the pong was sent: every message up to
+   * it arrived before the pong, so a quiet subscription can resume from there.
+   */
+  readonly cursors?: Readonly<Record<string, string>>;
 }
 
 /** The stable error codes of protocol v1. */

@@ -1,4 +1,4 @@
-import type { CursorPosition } from '../domain/cursor.ts';
+import { type CursorPosition, toCursor } from '../domain/cursor.ts';
 import type { BlockRef, ChainBlock } from '../domain/types.ts';
 import type { ChainHistory } from '../history/ChainHistory.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
@@ -72,8 +72,7 @@ export class ChainFeed<O extends Peer> {
   resume(sub: Subscription<O>, cursor: CursorPosition, maxBytes: number): boolean {
     const head = this.history.head;
     if (cursor.chainId !== this.chainId || head === undefined) return false;
-    const depth = sub.filter.confirmations ?? 0;
-    const through = this.#delivered.get(depth) ?? head.number - Math.max(depth, 1) + 1;
+    const through = this.#through(sub.filter.confirmations ?? 0) ?? head.number;
     let at = this.history.byHash(cursor.hash);
     if (at === undefined || at.block.number !== cursor.number) return false;
     const orphans: ChainBlock[] = [];
@@ -97,6 +96,19 @@ export class ChainFeed<O extends Peer> {
       if (block !== undefined) held.push(block);
     }
     return this.#fanout.catchUp(sub, orphans, blocks, held, maxBytes);
+  }
+
+  /** The number of the last block sent at a confirmation depth (or that would have been). */
+  #through(depth: number): number | undefined {
+    const head = this.history.head;
+    return this.#delivered.get(depth) ?? (head === undefined ? undefined : head.number - Math.max(depth, 1) + 1);
+  }
+
+  /** The cursor of the last block sent at the subscription's depth: its position in the stream. */
+  position(sub: Subscription<O>): string | undefined {
+    const through = this.#through(sub.filter.confirmations ?? 0);
+    const block = through === undefined ? undefined : this.history.at(through);
+    return block === undefined ? undefined : toCursor(this.chainId, block);
   }
 
   /** A block left the canonical chain (newest first): retract it wherever it was delivered. */

@@ -35,6 +35,11 @@ export interface ChainDirectory {
    * nothing and returns false (PROTOCOL.md, Resume). At most `maxBytes` are sent.
    */
   readonly resume: (sub: Subscription<Connection>, cursor: CursorPosition, maxBytes: number) => boolean;
+  /**
+   * The cursor of the last block a subscription's depth has been sent: everything up to it has
+   * been written (a quiet subscription can resume from there).
+   */
+  readonly position: (sub: Subscription<Connection>) => string | undefined;
 }
 
 /** Options of {@link createServer}. */
@@ -133,6 +138,11 @@ export function createServer(options: ServerOptions): Promise<Server> {
     return head === undefined ? null : { number: head.number, hash: head.hash };
   };
 
+  const cursorOf = (sub: Subscription<Connection>): { cursor?: string } => {
+    const cursor = chains.position(sub);
+    return cursor === undefined ? {} : { cursor };
+  };
+
   const takeToken = (conn: Connection): boolean => {
     const now = performance.now();
     const rate = limits.maxRequestsPerSecond;
@@ -214,6 +224,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
       chainId,
       head: headOf(chainId),
       ...(recovered === undefined ? {} : { recovered }),
+      ...cursorOf(sub),
     });
   };
 
@@ -302,9 +313,16 @@ export function createServer(options: ServerOptions): Promise<Server> {
       case 'unsubscribe':
         unsubscribe(conn, request);
         return;
-      case 'ping':
-        send(conn, { type: 'pong', ...(request.id === undefined ? {} : { id: request.id }) });
+      case 'ping': {
+        // Every frame of every block up to each position was written before this pong.
+        const cursors: Record<string, string> = {};
+        for (const [sid, sub] of conn.subs) {
+          const cursor = chains.position(sub);
+          if (cursor !== undefined) cursors[sid] = cursor;
+        }
+        send(conn, { type: 'pong', ...(request.id === undefined ? {} : { id: request.id }), cursors });
         return;
+      }
     }
   };
 
@@ -425,20 +443,38 @@ export function createServer(options: ServerOptions): Promise<Server> {
     })
     .any('/*', (res) => httpText(res, '404 Not Found', 'not found\n'));
 
+  const bytesOf = (frames: readonly Frame[]): number => {
+    let bytes = 0;
+    for (const frame of frames) bytes += typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength;
+    return bytes;
+  };
+
   const deliver = (conn: Connection, frames: readonly Frame[]): void => {
     const ws = conn.ws;
     if (conn.closed || ws === undefined) return;
+    const limit = limits.maxBackpressureBytes;
+    // Close before the send buffer passes its limit, not after: past uWS's maxBackpressure every
+    // send is dropped, the close frame too, and the reader would see the socket end without 4008.
+    const buffered = ws.getBufferedAmount();
+    if (buffered > 0 && buffered + bytesOf(frames) > limit) {
+      end(conn, CloseCode.slowConsumer, 'slow consumer', 'slow_consumer');
+      return;
+    }
     const binary = conn.encoding === 'msgpack';
-    let dropped = false;
-    ws.cork(() => {
-      for (const frame of frames) {
-        if (ws.send(frame, binary) === 2) {
-          dropped = true;
-          return;
+    let status = 1;
+    if (frames.length === 1) {
+      // uWS corks a lone send itself and writes it at once: still one write, without a callback.
+      status = ws.send(frames[0] as Frame, binary);
+    } else {
+      ws.cork(() => {
+        for (const frame of frames) {
+          status = ws.send(frame, binary);
+          if (status === 2) return;
         }
-      }
-    });
-    if (dropped || ws.getBufferedAmount() > limits.maxBackpressureBytes) {
+      });
+    }
+    // Only a block larger than the whole limit can leave an empty buffer past it.
+    if (status === 2 || (buffered === 0 && bytesOf(frames) > limit && ws.getBufferedAmount() > limit)) {
       end(conn, CloseCode.slowConsumer, 'slow consumer', 'slow_consumer');
     }
   };
