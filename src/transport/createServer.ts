@@ -228,17 +228,22 @@ export function createServer(options: ServerOptions): Promise<Server> {
     });
   };
 
-  const update = (conn: Connection, request: Extract<Request, { op: 'update' }>): void => {
+  /** The connection's subscription a request names; answers UNKNOWN_SUBSCRIPTION when none. */
+  const findSub = (
+    conn: Connection,
+    request: { id?: RequestId; sub: string },
+  ): Subscription<Connection> | undefined => {
     const sub = conn.subs.get(request.sub);
     if (sub === undefined) {
-      sendError(
-        conn,
-        request.id,
-        'UNKNOWN_SUBSCRIPTION',
-        `no subscription ${JSON.stringify(request.sub)} on this connection`,
-      );
-      return;
+      const named = JSON.stringify(request.sub);
+      sendError(conn, request.id, 'UNKNOWN_SUBSCRIPTION', `no subscription ${named} on this connection`);
     }
+    return sub;
+  };
+
+  const update = (conn: Connection, request: Extract<Request, { op: 'update' }>): void => {
+    const sub = findSub(conn, request);
+    if (sub === undefined) return;
     if (sub.filter.channel !== 'activity') {
       sendError(
         conn,
@@ -269,16 +274,8 @@ export function createServer(options: ServerOptions): Promise<Server> {
   };
 
   const unsubscribe = (conn: Connection, request: Extract<Request, { op: 'unsubscribe' }>): void => {
-    const sub = conn.subs.get(request.sub);
-    if (sub === undefined) {
-      sendError(
-        conn,
-        request.id,
-        'UNKNOWN_SUBSCRIPTION',
-        `no subscription ${JSON.stringify(request.sub)} on this connection`,
-      );
-      return;
-    }
+    const sub = findSub(conn, request);
+    if (sub === undefined) return;
     conn.subs.delete(sub.sid);
     conn.addressCount -= sub.addresses.size;
     index.remove(sub);
