@@ -26,6 +26,8 @@ export interface Config {
   readonly maxMessageBytes: number;
   readonly maxBackpressureBytes: number;
   readonly maxRequestsPerSecond: number;
+  /** Open connections per remote IP address (0: no limit). */
+  readonly maxConnectionsPerIp: number;
   /** Block time of the embedded devnet, in seconds. */
   readonly devnetBlockTimeSec: number;
   /** Recent blocks ingest keeps to find a reorg's common ancestor. */
@@ -57,6 +59,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxMessageBytes: 1_048_576,
   maxBackpressureBytes: 4_194_304,
   maxRequestsPerSecond: 100,
+  maxConnectionsPerIp: 0,
   devnetBlockTimeSec: 1,
   reorgWindowBlocks: 128,
   historyWindowBlocks: 256,
@@ -201,6 +204,13 @@ export const OPTIONS: readonly Option[] = [
     env: 'BLOCKCAST_MAX_CONFIRMATIONS',
     help: 'largest confirmations a subscription may ask for',
     range: [0, 10_000],
+  },
+  {
+    key: 'maxConnectionsPerIp',
+    flag: '--max-connections-per-ip',
+    env: 'BLOCKCAST_MAX_CONNECTIONS_PER_IP',
+    help: 'open connections per remote address, 0 for no limit',
+    range: [0, 1_000_000],
   },
   {
     key: 'devnetBlockTimeSec',

@@ -99,6 +99,7 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
       maxMessageBytes: config.maxMessageBytes,
       maxBackpressureBytes: config.maxBackpressureBytes,
       maxRequestsPerSecond: config.maxRequestsPerSecond,
+      maxConnectionsPerIp: config.maxConnectionsPerIp,
     },
     index,
     metrics,

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { type Encoding, TestClient } from './helpers/client.ts';
 import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
@@ -225,3 +226,39 @@ describe('bad input', () => {
     expect(observer.closed).toBeUndefined();
   });
 });
+
+describe('connections per address', () => {
+  it('refuses the upgrade past the limit with HTTP 429, and admits again once one closes', async () => {
+    const anvil = await startAnvil({ noMining: true });
+    const gateway = await startGateway(['--rpc', anvil.httpUrl, '--max-connections-per-ip', '2']);
+    try {
+      const first = await TestClient.connect(gateway.url, 'json');
+      const second = await TestClient.connect(gateway.url, 'json');
+      expect(first.messages[0]).toMatchObject({ limits: { maxConnectionsPerIp: 2 } });
+      expect(await upgradeStatus(gateway.url)).toBe(429);
+      first.close();
+      await first.waitClose();
+      // The server handles the close on its own turn: try again until it has (bounded).
+      let status = 0;
+      for (let attempt = 0; attempt < 50 && status !== 101; attempt++) status = await upgradeStatus(gateway.url);
+      expect(status).toBe(101);
+      second.close();
+    } finally {
+      await gateway.stop();
+      await anvil.close();
+    }
+  });
+});
+
+/** The HTTP status of a WebSocket upgrade to `url` (101 when it opened; closed at once). */
+function upgradeStatus(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.on('upgrade', () => {
+      resolve(101);
+      ws.close();
+    });
+    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on('error', (error) => reject(error));
+  });
+}

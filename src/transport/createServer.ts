@@ -20,6 +20,11 @@ export interface Limits {
   readonly maxBackpressureBytes: number;
   /** Client messages per second per connection (a burst of as many is allowed). @default 100 */
   readonly maxRequestsPerSecond: number;
+  /**
+   * Open connections per remote IP address; past it the upgrade is refused with HTTP 429. 0 means
+   * no limit (the default: many phones share one carrier-grade NAT address). @default 0
+   */
+  readonly maxConnectionsPerIp: number;
 }
 
 /** The chains the gateway follows, as the transport sees them. */
@@ -59,6 +64,8 @@ export interface ServerOptions {
 
 /** A client connection's state (the uWS user data). */
 export interface Connection {
+  /** The remote address, as text. */
+  readonly ip: string;
   readonly encoding: Encoding;
   readonly subs: Map<string, Subscription<Connection>>;
   addressCount: number;
@@ -106,6 +113,8 @@ export function createServer(options: ServerOptions): Promise<Server> {
   assertNativeUws();
   const { limits, index, metrics, chains } = options;
   const open = new Set<Connection>();
+  /** Connections per remote address, from upgrade to close. */
+  const perIp = new Map<string, number>();
   let closing = false;
 
   const updateIndexGauges = (): void => {
@@ -362,7 +371,16 @@ export function createServer(options: ServerOptions): Promise<Server> {
           httpText(res, '400 Bad Request', 'encoding must be msgpack or json\n');
           return;
         }
+        const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+        if (limits.maxConnectionsPerIp > 0 && (perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
+          metrics.errors.inc({ code: 'TOO_MANY_CONNECTIONS' });
+          httpText(res, '429 Too Many Requests', `at most ${limits.maxConnectionsPerIp} connections per address\n`);
+          return;
+        }
+        // Counted from the upgrade on, so a burst of upgrades cannot slip past the limit.
+        perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
         const conn: Connection = {
+          ip,
           encoding: encoding as Encoding,
           subs: new Map(),
           addressCount: 0,
@@ -399,6 +417,9 @@ export function createServer(options: ServerOptions): Promise<Server> {
       },
       close: (ws) => {
         const conn = ws.getUserData();
+        const left = (perIp.get(conn.ip) ?? 1) - 1;
+        if (left > 0) perIp.set(conn.ip, left);
+        else perIp.delete(conn.ip);
         conn.closed = true;
         conn.ws = undefined;
         open.delete(conn);
