@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { rpc, TestChain } from './helpers/chain.ts';
-import { TestClient } from './helpers/client.ts';
+import { type Message, TestClient } from './helpers/client.ts';
 import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
 
 // Anvil mines only on demand, so the test decides when each confirmation comes.
@@ -57,7 +57,8 @@ describe('confirmations', () => {
     expect(client.of(confirmedBlocks, 'block').some((m) => m['number'] === block)).toBe(false);
     await mine();
     const [message] = activityAt(block);
-    expect((message?.['events'] as Array<{ id: string }>).map((e) => e.id)).toEqual([hash]);
+    expect(message).toBeDefined();
+    expect(((message as Message)['events'] as Array<{ id: string }>).map((e) => e.id)).toEqual([hash]);
     const confirmedBlock = await client.next((m) => m['sub'] === confirmedBlocks && m['number'] === block, 5_000);
     expect(confirmedBlock['hash']).toBe((await chain.block(block)).hash);
   });

@@ -24,15 +24,21 @@ const fanout = new Fanout<Connection>(
 );
 const chain = String(BENCH_CHAIN_ID);
 let last: FanoutResult | undefined;
-const feed = new ChainFeed(BENCH_CHAIN_ID, new ChainHistory(DEFAULTS.historyWindowBlocks), fanout, index, (sent, seconds) => {
-  // What src/main.ts records per fan-out pass.
-  last = sent;
-  metrics.fanoutDuration.observe(seconds);
-  metrics.messagesSent.inc({ channel: 'blocks' }, sent.blockMessages);
-  metrics.messagesSent.inc({ channel: 'activity' }, sent.activityMessages);
-  metrics.bytesSent.inc({ channel: 'blocks' }, sent.blockBytes);
-  metrics.bytesSent.inc({ channel: 'activity' }, sent.activityBytes);
-});
+const feed = new ChainFeed(
+  BENCH_CHAIN_ID,
+  new ChainHistory(DEFAULTS.historyWindowBlocks),
+  fanout,
+  index,
+  (sent, seconds) => {
+    // What src/main.ts records per fan-out pass.
+    last = sent;
+    metrics.fanoutDuration.observe(seconds);
+    metrics.messagesSent.inc({ channel: 'blocks' }, sent.blockMessages);
+    metrics.messagesSent.inc({ channel: 'activity' }, sent.activityMessages);
+    metrics.bytesSent.inc({ channel: 'blocks' }, sent.blockBytes);
+    metrics.bytesSent.inc({ channel: 'activity' }, sent.activityBytes);
+  },
+);
 
 server = await createServer({
   host: '127.0.0.1',
@@ -46,6 +52,7 @@ server = await createServer({
     maxMessageBytes: DEFAULTS.maxMessageBytes,
     maxBackpressureBytes: args.maxBackpressureBytes,
     maxRequestsPerSecond: DEFAULTS.maxRequestsPerSecond,
+    maxConnectionsPerIp: 0,
   },
   index,
   metrics,
@@ -54,6 +61,7 @@ server = await createServer({
     head: () => feed.history.head,
     ready: () => true,
     resume: (sub, cursor, maxBytes) => feed.resume(sub, cursor, maxBytes),
+    position: (sub) => feed.position(sub),
   },
 });
 const listening = server;

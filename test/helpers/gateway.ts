@@ -70,6 +70,7 @@ export function startGateway(
               done();
               return;
             }
+            let timer: NodeJS.Timeout | undefined;
             const check = (): void => {
               if (!pattern.test(output)) return;
               clearTimeout(timer);
@@ -77,7 +78,7 @@ export function startGateway(
               child.stderr.off('data', check);
               done();
             };
-            const timer = setTimeout(() => {
+            timer = setTimeout(() => {
               child.stdout.off('data', check);
               child.stderr.off('data', check);
               fail(new Error(`no output matching ${pattern} within ${waitMs} ms`));
