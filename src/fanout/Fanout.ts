@@ -211,8 +211,20 @@ export class Fanout<O extends Peer> {
     if (matches.size > 0) {
       this.#remember(block, matches);
       const shared = parts.activityFields;
+      // Most subscriptions match one event (popular addresses have many watchers): those with the
+      // same event, id and encoding share the frame built for the first of them.
+      const single = new Map<EncodedValue, { sid: string; encoding: Encoding; frame: Frame }>();
       for (const [sub, events] of matches) {
-        activityBytes += push(sub.owner, buildFrame(sub.owner.encoding, this.#prefix(sub), shared, events));
+        const only = events.length === 1 ? events[0] : undefined;
+        const built = only === undefined ? undefined : single.get(only);
+        let frame: Frame;
+        if (built !== undefined && built.sid === sub.sid && built.encoding === sub.owner.encoding) {
+          frame = built.frame;
+        } else {
+          frame = buildFrame(sub.owner.encoding, this.#prefix(sub), shared, events);
+          if (only !== undefined) single.set(only, { sid: sub.sid, encoding: sub.owner.encoding, frame });
+        }
+        activityBytes += push(sub.owner, frame);
         activityMessages++;
       }
     }

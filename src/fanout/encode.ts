@@ -75,15 +75,36 @@ export class EncodedValue {
   }
 }
 
-function mapHeader(count: number): Uint8Array {
-  if (count < 16) return Uint8Array.of(0x80 | count);
-  return Uint8Array.of(0xde, count >> 8, count & 0xff);
+/** Writes a MessagePack map header (fixmap or map 16) at `at`; returns the offset after it. */
+function writeMapHeader(frame: Uint8Array, at: number, count: number): number {
+  if (count < 16) {
+    frame[at] = 0x80 | count;
+    return at + 1;
+  }
+  frame[at] = 0xde;
+  frame[at + 1] = count >> 8;
+  frame[at + 2] = count & 0xff;
+  return at + 3;
 }
 
-function arrayHeader(count: number): Uint8Array {
-  if (count < 16) return Uint8Array.of(0x90 | count);
-  if (count < 65_536) return Uint8Array.of(0xdc, count >> 8, count & 0xff);
-  return Uint8Array.of(0xdd, count >>> 24, (count >> 16) & 0xff, (count >> 8) & 0xff, count & 0xff);
+/** Writes a MessagePack array header (fixarray, array 16 or array 32) at `at`; returns the offset after it. */
+function writeArrayHeader(frame: Uint8Array, at: number, count: number): number {
+  if (count < 16) {
+    frame[at] = 0x90 | count;
+    return at + 1;
+  }
+  if (count < 65_536) {
+    frame[at] = 0xdc;
+    frame[at + 1] = count >> 8;
+    frame[at + 2] = count & 0xff;
+    return at + 3;
+  }
+  frame[at] = 0xdd;
+  frame[at + 1] = count >>> 24;
+  frame[at + 2] = (count >> 16) & 0xff;
+  frame[at + 3] = (count >> 8) & 0xff;
+  frame[at + 4] = count & 0xff;
+  return at + 5;
 }
 
 /**
@@ -119,31 +140,27 @@ export function buildFrame(
     const tail = events === undefined ? '' : `,"events":[${events.map((e) => e.json).join(',')}]`;
     return `{${prefix.json}${shared.count > 0 ? ',' : ''}${shared.json}${tail}}`;
   }
+  // Headers are written in place: the frame is the only allocation per subscriber.
   const count = 2 + shared.count + (events === undefined ? 0 : 1);
-  const header = mapHeader(count);
-  let length = header.length + prefix.msgpack.length + shared.msgpack.length;
-  let eventsHeader: Uint8Array | undefined;
+  let length = (count < 16 ? 1 : 3) + prefix.msgpack.length + shared.msgpack.length;
   if (events !== undefined) {
-    eventsHeader = arrayHeader(events.length);
-    length += EVENTS_KEY.length + eventsHeader.length;
+    const n = events.length;
+    length += EVENTS_KEY.length + (n < 16 ? 1 : n < 65_536 ? 3 : 5);
     for (const e of events) length += e.msgpack.length;
   }
   const frame = Buffer.allocUnsafe(length);
-  let at = 0;
-  frame.set(header, at);
-  at += header.length;
+  let at = writeMapHeader(frame, 0, count);
   frame.set(prefix.msgpack, at);
   at += prefix.msgpack.length;
   frame.set(shared.msgpack, at);
   at += shared.msgpack.length;
-  if (events !== undefined && eventsHeader !== undefined) {
+  if (events !== undefined) {
     frame.set(EVENTS_KEY, at);
-    at += EVENTS_KEY.length;
-    frame.set(eventsHeader, at);
-    at += eventsHeader.length;
+    at = writeArrayHeader(frame, at + EVENTS_KEY.length, events.length);
     for (const e of events) {
-      frame.set(e.msgpack, at);
-      at += e.msgpack.length;
+      const bytes = e.msgpack;
+      frame.set(bytes, at);
+      at += bytes.length;
     }
   }
   return frame;

@@ -36,9 +36,16 @@ export function matchActivity<O>(
   confirmations: number,
 ): Map<Subscription<O>, EncodedValue[]> {
   const matches = new Map<Subscription<O>, EncodedValue[]>();
+  // A block names popular addresses many times: look each up in the (large, cache-cold) index once.
+  const looked = new Map<Hex, Iterable<Subscription<O>>>();
   for (const entry of encodedActivity(block)) {
     for (const address of entry.addresses) {
-      for (const sub of index.watchers(block.chainId, address)) {
+      let watchers = looked.get(address);
+      if (watchers === undefined) {
+        watchers = index.watchers(block.chainId, address);
+        looked.set(address, watchers);
+      }
+      for (const sub of watchers) {
         const filter = sub.filter;
         if (filter.channel !== 'activity' || (filter.confirmations ?? 0) !== confirmations) continue;
         if (!filter.kinds.has(entry.kind)) continue;

@@ -21,11 +21,58 @@ export interface Subscription<O> {
   readonly owner: O;
   readonly chainId: number;
   readonly filter: SubscriptionFilter;
-  /** Watched addresses (activity only); change them through the index. */
-  readonly addresses: ReadonlySet<Hex>;
+  /** Watched addresses (activity only), in the order they were added; change them through the index. */
+  readonly addresses: AddressSet;
 }
 
-const NONE: ReadonlySet<never> = new Set();
+/** The addresses of a subscription: how many, whether one is among them, and each in turn. */
+export interface AddressSet extends Iterable<Hex> {
+  readonly size: number;
+  has(address: Hex): boolean;
+}
+
+const NONE: readonly never[] = [];
+const NO_SUBSCRIPTIONS: ReadonlySet<never> = new Set();
+
+/**
+ * The watchers of one address. Most addresses have one: the subscription itself is the value;
+ * a few are an array; many become a Set (a Set costs several times an array's memory).
+ */
+type Watchers<O> = Subscription<O> | Subscription<O>[] | Set<Subscription<O>>;
+
+function includes<O>(watchers: Watchers<O> | undefined, sub: Subscription<O>): boolean {
+  if (watchers === undefined) return false;
+  if (watchers instanceof Set) return watchers.has(sub);
+  return Array.isArray(watchers) ? watchers.includes(sub) : watchers === sub;
+}
+
+/**
+ * A subscription's own list of addresses: an array (membership is asked of the index, which
+ * has it anyway), so each watched address costs one slot here and one entry there.
+ */
+class AddressList implements AddressSet {
+  list: Hex[] = [];
+  readonly #has: (address: Hex) => boolean;
+
+  constructor(has: (address: Hex) => boolean) {
+    this.#has = has;
+  }
+
+  get size(): number {
+    return this.list.length;
+  }
+
+  has(address: Hex): boolean {
+    return this.#has(address);
+  }
+
+  [Symbol.iterator](): Iterator<Hex> {
+    return this.list[Symbol.iterator]();
+  }
+}
+
+/** Watchers of one address held in an array; more become a Set (constant-time removal). */
+const SMALL_WATCHERS = 8;
 
 /**
  * Which subscription watches what: chain → block subscribers, chain → address → activity
@@ -33,7 +80,11 @@ const NONE: ReadonlySet<never> = new Set();
  */
 export class SubscriptionIndex<O> {
   readonly #blocks = new Map<number, Set<Subscription<O>>>();
-  readonly #byAddress = new Map<number, Map<Hex, Set<Subscription<O>>>>();
+  /**
+   * chain → address → its watchers. Most addresses have one or a few: they are held in a small
+   * array (a Set costs several times the memory), which becomes a Set past {@link SMALL_WATCHERS}.
+   */
+  readonly #byAddress = new Map<number, Map<Hex, Watchers<O>>>();
   readonly #live = new WeakSet<Subscription<O>>();
   readonly #pendingByChain = new Map<number, number>();
   /** chain → confirmation depth → number of subscriptions using it. */
@@ -59,7 +110,13 @@ export class SubscriptionIndex<O> {
     filter: SubscriptionFilter,
     addresses: Iterable<Hex> = [],
   ): Subscription<O> {
-    const sub: Subscription<O> = { sid, owner, chainId, filter, addresses: new Set() };
+    const sub: Subscription<O> = {
+      sid,
+      owner,
+      chainId,
+      filter,
+      addresses: new AddressList((address) => includes(this.#byAddress.get(chainId)?.get(address), sub)),
+    };
     this.#live.add(sub);
     this.#subscriptions++;
     this.#countDepth(sub, 1);
@@ -85,7 +142,7 @@ export class SubscriptionIndex<O> {
     if (sub.filter.channel === 'blocks') {
       this.#blocks.get(sub.chainId)?.delete(sub);
     } else {
-      this.unwatch(sub, [...sub.addresses]);
+      this.unwatch(sub, (sub.addresses as AddressList).list);
       if (sub.filter.pending === true) {
         this.#pendingByChain.set(sub.chainId, this.pendingSubscriptions(sub.chainId) - 1);
       }
@@ -112,17 +169,17 @@ export class SubscriptionIndex<O> {
       chain = new Map();
       this.#byAddress.set(sub.chainId, chain);
     }
-    const own = sub.addresses as Set<Hex>;
+    const own = sub.addresses as AddressList;
     let added = 0;
     for (const address of addresses) {
-      if (own.has(address)) continue;
-      own.add(address);
-      let subs = chain.get(address);
-      if (subs === undefined) {
-        subs = new Set();
-        chain.set(address, subs);
-      }
-      subs.add(sub);
+      const watchers = chain.get(address);
+      if (includes(watchers, sub)) continue;
+      own.list.push(address);
+      if (watchers === undefined) chain.set(address, sub);
+      else if (watchers instanceof Set) watchers.add(sub);
+      else if (!Array.isArray(watchers)) chain.set(address, [watchers, sub]);
+      else if (watchers.length < SMALL_WATCHERS) watchers.push(sub);
+      else chain.set(address, new Set([...watchers, sub]));
       added++;
     }
     this.#watchedAddresses += added;
@@ -132,17 +189,26 @@ export class SubscriptionIndex<O> {
   /** Removes addresses from an activity subscription; returns how many it had. */
   unwatch(sub: Subscription<O>, addresses: Iterable<Hex>): number {
     const chain = this.#byAddress.get(sub.chainId);
-    const own = sub.addresses as Set<Hex>;
-    let removed = 0;
+    const own = sub.addresses as AddressList;
+    if (chain === undefined) return 0;
+    const removed = new Set<Hex>();
     for (const address of addresses) {
-      if (!own.delete(address)) continue;
-      removed++;
-      const subs = chain?.get(address);
-      subs?.delete(sub);
-      if (subs?.size === 0) chain?.delete(address);
+      const watchers = chain.get(address);
+      if (!includes(watchers, sub) || removed.has(address)) continue;
+      removed.add(address);
+      if (watchers instanceof Set) {
+        watchers.delete(sub);
+        if (watchers.size === 0) chain.delete(address);
+      } else if (Array.isArray(watchers)) {
+        watchers.splice(watchers.indexOf(sub), 1);
+        if (watchers.length === 0) chain.delete(address);
+      } else {
+        chain.delete(address);
+      }
     }
-    this.#watchedAddresses -= removed;
-    return removed;
+    if (removed.size > 0) own.list = removed.size === own.list.length ? [] : own.list.filter((a) => !removed.has(a));
+    this.#watchedAddresses -= removed.size;
+    return removed.size;
   }
 
   /** Whether `sub` is held (added and not removed). */
@@ -158,12 +224,14 @@ export class SubscriptionIndex<O> {
 
   /** The `blocks` subscriptions of a chain. */
   blockSubscribers(chainId: number): ReadonlySet<Subscription<O>> {
-    return this.#blocks.get(chainId) ?? NONE;
+    return this.#blocks.get(chainId) ?? NO_SUBSCRIPTIONS;
   }
 
-  /** The activity subscriptions of a chain that watch `address` (lowercase). */
-  watchers(chainId: number, address: Hex): ReadonlySet<Subscription<O>> {
-    return this.#byAddress.get(chainId)?.get(address) ?? NONE;
+  /** The activity subscriptions of a chain that watch `address` (lowercase), in the order they came. */
+  watchers(chainId: number, address: Hex): Iterable<Subscription<O>> {
+    const watchers = this.#byAddress.get(chainId)?.get(address);
+    if (watchers === undefined) return NONE;
+    return watchers instanceof Set || Array.isArray(watchers) ? watchers : [watchers];
   }
 
   /** Number of activity subscriptions of a chain that asked for `pending` transactions. */
