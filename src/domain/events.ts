@@ -2,7 +2,8 @@ import type { ActivityEvent, ChainBlock, ChainTx, Hex, TokenTransferEvent, TxEve
 
 /** The `tx` activity event of a transaction (PROTOCOL.md `Event`); its `id` is the tx hash. */
 export function toTxEvent(tx: ChainTx): TxEvent {
-  const event: TxEvent = {
+  // Optional fields are set, not spread: this runs for every transaction of every block.
+  const event: { -readonly [K in keyof TxEvent]: TxEvent[K] } = {
     kind: 'tx',
     id: tx.hash,
     txHash: tx.hash,
@@ -11,9 +12,9 @@ export function toTxEvent(tx: ChainTx): TxEvent {
     to: tx.to,
     value: tx.value,
     nonce: tx.nonce,
-    ...(tx.status === undefined ? {} : { status: tx.status }),
-    ...(tx.contractAddress === undefined ? {} : { contractAddress: tx.contractAddress }),
   };
+  if (tx.status !== undefined) event.status = tx.status;
+  if (tx.contractAddress !== undefined) event.contractAddress = tx.contractAddress;
   return event;
 }
 

@@ -235,7 +235,8 @@ export class Fanout<O extends Peer> {
 
   #remember(block: ChainBlock, matches: Map<Subscription<O>, EncodedValue[]>): void {
     const entry = this.#sentActivity.get(block.hash);
-    if (entry === undefined) this.#sentActivity.set(block.hash, { number: block.number, sent: new Map(matches) });
+    // The matches map is fan-out's own, made for this pass: kept as it is, not copied.
+    if (entry === undefined) this.#sentActivity.set(block.hash, { number: block.number, sent: matches });
     else for (const [sub, events] of matches) entry.sent.set(sub, events);
     // Insertion order is block order (a resume may add an older block late; it goes once the
     // entries before it have), so the oldest entries come first.
