@@ -5,11 +5,10 @@
  *
  *   node --import tsx/esm bench/micro.ts [--quick] [--json]
  */
-import { toCursor } from '../src/domain/cursor.ts';
 import { blockActivity } from '../src/domain/events.ts';
 import { type ChainBlock, EVENT_KINDS } from '../src/domain/types.ts';
 import { buildFrame, EncodedFields, EncodedValue, encodePrefix, pack } from '../src/fanout/encode.ts';
-import { Fanout, type Peer } from '../src/fanout/Fanout.ts';
+import { Fanout, type Peer, toBlockHeader } from '../src/fanout/Fanout.ts';
 import { matchActivity } from '../src/fanout/matchActivity.ts';
 import { SubscriptionIndex } from '../src/index/SubscriptionIndex.ts';
 import { BENCH_CHAIN_ID, createBlockSource, type Workload, watchLists } from './lib/synthetic.ts';
@@ -212,19 +211,7 @@ export function runMicro(quick: boolean): MicroResult[] {
         batch,
       ),
     );
-    const header = {
-      chainId: block.chainId,
-      number: block.number,
-      hash: block.hash,
-      parentHash: block.parentHash,
-      timestamp: block.timestamp,
-      miner: block.miner,
-      gasUsed: block.gasUsed,
-      gasLimit: block.gasLimit,
-      baseFeePerGas: block.baseFeePerGas,
-      txCount: block.transactions.length,
-      cursor: toCursor(block.chainId, block),
-    };
+    const header = toBlockHeader(block);
     const fields = new EncodedFields(header);
     void fields.msgpack;
     const prefix = encodePrefix('block', 's1');

@@ -7,6 +7,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { toCursor } from '../../src/domain/cursor.ts';
 import { blockActivity } from '../../src/domain/events.ts';
 import type { ChainBlock, ChainTx, Hex } from '../../src/domain/types.ts';
+import { toBlockHeader } from '../../src/fanout/Fanout.ts';
 import { serveBenchControl, serverArgs } from '../lib/benchServer.ts';
 import { BENCH_CHAIN_ID } from '../lib/synthetic.ts';
 
@@ -56,19 +57,7 @@ function toTx(tx: ChainTx): Record<string, unknown> {
 }
 
 function publishBlocks(block: ChainBlock): { frames: number; bytes: number } {
-  const header = {
-    chainId: block.chainId,
-    number: block.number,
-    hash: block.hash,
-    parentHash: block.parentHash,
-    timestamp: block.timestamp,
-    miner: block.miner,
-    gasUsed: block.gasUsed,
-    gasLimit: block.gasLimit,
-    baseFeePerGas: block.baseFeePerGas,
-    txCount: block.transactions.length,
-    cursor: toCursor(block.chainId, block),
-  };
+  const header = toBlockHeader(block);
   let frames = 0;
   let bytes = 0;
   for (const client of clients) {

@@ -64,6 +64,42 @@ function frameBytes(frame: Frame): number {
   return typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength;
 }
 
+/** One pass's frames, gathered per connection and then written once per connection, in order. */
+class FrameBatch<O> {
+  readonly #perOwner = new Map<O, Frame[]>();
+
+  /** Queues a frame for `owner`; returns its size in bytes. */
+  add(owner: O, frame: Frame): number {
+    const frames = this.#perOwner.get(owner);
+    if (frames === undefined) this.#perOwner.set(owner, [frame]);
+    else frames.push(frame);
+    return frameBytes(frame);
+  }
+
+  /** Hands every connection its frames; returns how many connections were written. */
+  flush(deliver: Deliver<O>): number {
+    for (const [owner, frames] of this.#perOwner) deliver(owner, frames);
+    return this.#perOwner.size;
+  }
+}
+
+/** The fields of a `block` message without its transactions (PROTOCOL.md). */
+export function toBlockHeader(block: ChainBlock): Record<string, unknown> {
+  return {
+    chainId: block.chainId,
+    number: block.number,
+    hash: block.hash,
+    parentHash: block.parentHash,
+    timestamp: block.timestamp,
+    miner: block.miner,
+    gasUsed: block.gasUsed,
+    gasLimit: block.gasLimit,
+    baseFeePerGas: block.baseFeePerGas,
+    txCount: block.transactions.length,
+    cursor: toCursor(block.chainId, block),
+  };
+}
+
 /** The encoded parts of one block's messages, built on first use and shared by every pass. */
 class BlockParts {
   readonly #block: ChainBlock;
@@ -81,19 +117,7 @@ class BlockParts {
     let fields = this.#shapes[shape];
     if (fields === undefined) {
       const block = this.#block;
-      const header = {
-        chainId: block.chainId,
-        number: block.number,
-        hash: block.hash,
-        parentHash: block.parentHash,
-        timestamp: block.timestamp,
-        miner: block.miner,
-        gasUsed: block.gasUsed,
-        gasLimit: block.gasLimit,
-        baseFeePerGas: block.baseFeePerGas,
-        txCount: block.transactions.length,
-        cursor: toCursor(block.chainId, block),
-      };
+      const header = toBlockHeader(block);
       fields = new EncodedFields(
         shape === 0 ? header : { ...header, transactions: block.transactions.map((tx) => toTx(tx, shape === 2)) },
       );
@@ -178,17 +202,11 @@ export class Fanout<O extends Peer> {
    */
   publishBlock(block: ChainBlock, confirmations = 0): FanoutResult {
     const parts = partsOf(block);
-    const perOwner = new Map<O, Frame[]>();
+    const batch = new FrameBatch<O>();
     let blockMessages = 0;
     let activityMessages = 0;
     let blockBytes = 0;
     let activityBytes = 0;
-    const push = (owner: O, frame: Frame): number => {
-      const frames = perOwner.get(owner);
-      if (frames === undefined) perOwner.set(owner, [frame]);
-      else frames.push(frame);
-      return frameBytes(frame);
-    };
 
     // Subscriptions whose messages are the same bytes (same shape, encoding and id on their
     // connection: the common case) share the last frame built instead of a copy each.
@@ -203,7 +221,7 @@ export class Fanout<O extends Peer> {
         last = { fields, sid: sub.sid, frame: buildFrame(sub.owner.encoding, this.#prefix(sub), fields) };
         lastFrames[slot] = last;
       }
-      blockBytes += push(sub.owner, last.frame);
+      blockBytes += batch.add(sub.owner, last.frame);
       blockMessages++;
     }
 
@@ -224,13 +242,13 @@ export class Fanout<O extends Peer> {
           frame = buildFrame(sub.owner.encoding, this.#prefix(sub), shared, events);
           if (only !== undefined) single.set(only, { sid: sub.sid, encoding: sub.owner.encoding, frame });
         }
-        activityBytes += push(sub.owner, frame);
+        activityBytes += batch.add(sub.owner, frame);
         activityMessages++;
       }
     }
 
-    for (const [owner, frames] of perOwner) this.#deliver(owner, frames);
-    return { blockMessages, activityMessages, blockBytes, activityBytes, connections: perOwner.size };
+    const connections = batch.flush(this.#deliver);
+    return { blockMessages, activityMessages, blockBytes, activityBytes, connections };
   }
 
   #remember(block: ChainBlock, matches: Map<Subscription<O>, EncodedValue[]>): void {
@@ -252,23 +270,17 @@ export class Fanout<O extends Peer> {
    * block (and, for activity, the events it had carried). Its cursor points at the parent.
    */
   retractBlock(block: ChainBlock, confirmations = 0): FanoutResult {
-    const perOwner = new Map<O, Frame[]>();
+    const batch = new FrameBatch<O>();
     let blockMessages = 0;
     let activityMessages = 0;
     let blockBytes = 0;
     let activityBytes = 0;
-    const push = (owner: O, frame: Frame): number => {
-      const frames = perOwner.get(owner);
-      if (frames === undefined) perOwner.set(owner, [frame]);
-      else frames.push(frame);
-      return frameBytes(frame);
-    };
     const shared = partsOf(block).removedFields;
     for (const sub of this.#index.blockSubscribers(block.chainId)) {
       if ((sub.filter.confirmations ?? 0) !== confirmations) continue;
       const first = this.#firstBlock.get(sub);
       if (first === undefined || first > block.number) continue;
-      blockBytes += push(sub.owner, buildFrame(sub.owner.encoding, encodePrefix('removed', sub.sid), shared));
+      blockBytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, encodePrefix('removed', sub.sid), shared));
       blockMessages++;
     }
     const sent = this.#sentActivity.get(block.hash)?.sent;
@@ -276,7 +288,7 @@ export class Fanout<O extends Peer> {
       for (const [sub, events] of sent) {
         if ((sub.filter.confirmations ?? 0) !== confirmations || !this.#index.has(sub)) continue;
         sent.delete(sub);
-        activityBytes += push(
+        activityBytes += batch.add(
           sub.owner,
           buildFrame(sub.owner.encoding, encodePrefix('removed', sub.sid), shared, events),
         );
@@ -284,8 +296,8 @@ export class Fanout<O extends Peer> {
       }
       if (sent.size === 0) this.#sentActivity.delete(block.hash);
     }
-    for (const [owner, frames] of perOwner) this.#deliver(owner, frames);
-    return { blockMessages, activityMessages, blockBytes, activityBytes, connections: perOwner.size };
+    const connections = batch.flush(this.#deliver);
+    return { blockMessages, activityMessages, blockBytes, activityBytes, connections };
   }
 
   /**
@@ -354,7 +366,7 @@ export class Fanout<O extends Peer> {
     const matches = matchPending(this.#index, chainId, events);
     if (matches.size === 0) return { messages: 0, bytes: 0, connections: 0 };
     const shared = new EncodedFields({ chainId });
-    const perOwner = new Map<O, Frame[]>();
+    const batch = new FrameBatch<O>();
     let bytes = 0;
     for (const [sub, matched] of matches) {
       let prefix = this.#pendingPrefixes.get(sub);
@@ -363,12 +375,8 @@ export class Fanout<O extends Peer> {
         this.#pendingPrefixes.set(sub, prefix);
       }
       const frame = buildFrame(sub.owner.encoding, prefix, shared, matched);
-      bytes += frameBytes(frame);
-      const frames = perOwner.get(sub.owner);
-      if (frames === undefined) perOwner.set(sub.owner, [frame]);
-      else frames.push(frame);
+      bytes += batch.add(sub.owner, frame);
     }
-    for (const [owner, frames] of perOwner) this.#deliver(owner, frames);
-    return { messages: matches.size, bytes, connections: perOwner.size };
+    return { messages: matches.size, bytes, connections: batch.flush(this.#deliver) };
   }
 }
