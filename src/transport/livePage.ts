@@ -89,6 +89,11 @@ const SCRIPT = `
     const fraction = (wei % unit).toString().padStart(18, '0').slice(0, 6).replace(/0+$/, '');
     return (wei / unit).toString() + (fraction ? '.' + fraction : '') + ' ETH';
   };
+  // Token amounts in the token's smallest unit (its decimals are not known here), short when long.
+  const units = (hex) => {
+    const digits = BigInt(hex).toString();
+    return digits.length <= 9 ? digits : digits[0] + '.' + digits.slice(1, 3) + 'e' + (digits.length - 1);
+  };
   const trim = (tbody, max) => { while (tbody.rows.length > max) tbody.deleteRow(-1); };
   const setStatus = (text, live) => { $('status').textContent = text; $('status').classList.toggle('live', live); };
   const watchStatus = (text, error) => { $('watch-status').textContent = text; $('watch-status').classList.toggle('error', !!error); };
@@ -181,14 +186,15 @@ const SCRIPT = `
       const incoming = e.to !== null && watched.has(e.to);
       const outgoing = watched.has(e.from);
       const direction = incoming && outgoing ? 'self' : incoming ? 'in' : 'out';
-      const amount = e.value !== undefined ? (e.kind === 'tx' ? ether(e.value) : BigInt(e.value).toString()) : 'id ' + BigInt(e.tokenId).toString();
+      const amount = e.value !== undefined ? (e.kind === 'tx' ? ether(e.value) : units(e.value)) : 'id ' + BigInt(e.tokenId).toString();
+      const exact = e.value !== undefined ? BigInt(e.value).toString() + (e.kind === 'tx' ? ' wei' : ' units of ' + e.token) : 'token ' + e.token;
       tr.append(
         cell(String(m.block.number), 'num'),
         cell(direction, direction === 'in' ? 'in' : 'out'),
         cell(e.kind),
         cell(short(e.from, 4), 'mono', e.from),
         cell(short(e.to, 4), 'mono', e.to || ''),
-        cell(amount, 'num'),
+        cell(amount, 'num', exact),
         cell(short(e.txHash, 6), 'mono', e.txHash),
       );
       tbody.prepend(tr);
