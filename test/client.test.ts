@@ -538,9 +538,14 @@ describe('the client SDK away for longer than the replay window', () => {
         () => 'subscribed',
       );
       await app.holds(await mineActive(3));
+      // A client straight to the gateway shows when it has applied what was mined meanwhile.
+      const probe = await TestClient.connect(gateway.url, 'json');
+      const probeSub = await probe.subscribe({ channel: 'blocks' });
       await proxy.cut();
       await app.status('closed', 1);
-      await mineActive(20);
+      const away = await mineActive(20);
+      await probe.next((m) => m['sub'] === probeSub && m['hash'] === away, 15_000);
+      probe.close();
       await proxy.restore();
       await app.status('lost', 1);
       expect(app.statuses.find((s) => s.status === 'lost')).toEqual({ status: 'lost', subscriptions: 2, lost: 2 });
