@@ -1,35 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { TestChain } from './helpers/chain.ts';
-import { type Encoding, type Message, TestClient } from './helpers/client.ts';
+import { type Message, TestClient } from './helpers/client.ts';
 import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
-
-/**
- * A client that watches some addresses and, as a barrier, all blocks: once its `blocks`
- * subscription has delivered block N, everything the gateway sent it for blocks up to N is in.
- */
-class Watcher {
-  constructor(
-    readonly client: TestClient,
-    readonly blocksSub: string,
-    readonly activitySub: string,
-  ) {}
-
-  static async start(url: string, encoding: Encoding, addresses: string[]): Promise<Watcher> {
-    const client = await TestClient.connect(url, encoding);
-    const blocksSub = await client.subscribe({ channel: 'blocks' });
-    const activitySub = await client.subscribe({ channel: 'activity', addresses });
-    return new Watcher(client, blocksSub, activitySub);
-  }
-
-  async through(number: number): Promise<void> {
-    await this.client.next((m) => m['sub'] === this.blocksSub && m['number'] === number, 15_000);
-  }
-
-  activityAt(number: number, sub = this.activitySub): Message[] {
-    return this.client.of(sub, 'activity').filter((m) => (m['block'] as { number: number }).number === number);
-  }
-}
+import { Watcher } from './helpers/watcher.ts';
 
 // Anvil mines only on evm_mine, so every block's content is chosen by the test.
 describe.each([
