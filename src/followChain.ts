@@ -4,6 +4,7 @@
  * the composition root: `src/main.ts` calls it once per configured chain.
  */
 import type { Config } from './config.ts';
+import { errorMessage } from './domain/errors.ts';
 import { ChainFeed } from './fanout/ChainFeed.ts';
 import type { Fanout, FanoutResult, Peer } from './fanout/Fanout.ts';
 import { ChainHistory } from './history/ChainHistory.ts';
@@ -40,10 +41,6 @@ export function endpointLabel(url: string): string {
   } catch {
     return 'invalid';
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Starts following one chain and resolves once its id and head are known. */
@@ -94,7 +91,7 @@ export async function followChain<O extends Peer>(
       log(`chain ${chain}: reorg of ${depth} blocks${deep}`);
     },
     onBackfill: (blocks) => metrics.backfilled.inc({ chain }, blocks),
-    onError: (error, url) => log(`rpc ${endpointLabel(url)}: ${describe(error)}`),
+    onError: (error, url) => log(`rpc ${endpointLabel(url)}: ${errorMessage(error)}`),
     onRequest: (method, url, seconds, ok) => {
       const labels = { endpoint: endpointLabel(url), method };
       metrics.rpcDuration.observe(labels, seconds);
@@ -127,7 +124,7 @@ export async function followChain<O extends Peer>(
         metrics.messagesSent.inc({ channel: 'pending' }, sent.messages);
         metrics.bytesSent.inc({ channel: 'pending' }, sent.bytes);
       },
-      onError: (error, url) => log(`mempool ${endpointLabel(url)}: ${describe(error)}`),
+      onError: (error, url) => log(`mempool ${endpointLabel(url)}: ${errorMessage(error)}`),
     });
   } catch (error) {
     await watcher.close();

@@ -30,6 +30,11 @@ export class GatewayError extends Error {
   }
 }
 
+/** The message of anything thrown, for logs and error texts. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** WebSocket close codes of PROTOCOL.md. */
 export const CloseCode = {
   /** Server going away (shutdown, deploy): reconnect and resume. */

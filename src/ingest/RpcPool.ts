@@ -1,6 +1,6 @@
-import { FetchRequest, JsonRpcProvider, Network, WebSocketProvider } from 'ethers';
-import { WebSocket } from 'ws';
+import { WebSocketProvider } from 'ethers';
 import { GatewayError } from '../domain/errors.ts';
+import { httpProvider, isWebSocketUrl, type Provider, sendWithTimeout, socketProvider } from './rpc.ts';
 
 /** Options of {@link RpcPool}. */
 export interface RpcPoolOptions {
@@ -14,14 +14,6 @@ export interface RpcPoolOptions {
   readonly onEndpoint?: (url: string, up: boolean) => void;
 }
 
-// Ingest sends raw JSON-RPC only, so the network object never matters; a static one keeps
-// ethers from probing (and retrying forever, with console noise) when a node is down.
-const STATIC_NETWORK = Network.from(1);
-
-function isWebSocketUrl(url: string): boolean {
-  return url.startsWith('ws://') || url.startsWith('wss://');
-}
-
 /**
  * The JSON-RPC endpoints of one chain, one in use at a time. Every request has a timeout;
  * `failover()` drops the connection in use and moves to the next endpoint (or reconnects the
@@ -30,7 +22,7 @@ function isWebSocketUrl(url: string): boolean {
 export class RpcPool {
   readonly #options: RpcPoolOptions;
   #index = 0;
-  #provider: JsonRpcProvider | WebSocketProvider;
+  #provider: Provider;
   readonly #health = new Map<string, boolean>();
   #closed = false;
 
@@ -45,20 +37,10 @@ export class RpcPool {
     return this.#options.urls[this.#index] as string;
   }
 
-  #connect(url: string): JsonRpcProvider | WebSocketProvider {
-    const options = { staticNetwork: STATIC_NETWORK, batchMaxCount: 1 };
-    if (isWebSocketUrl(url)) {
-      const create = () => {
-        const socket = new WebSocket(url);
-        // A refused or dropped socket surfaces as request timeouts and a failover.
-        socket.on('error', (error) => this.#options.onError(error, url));
-        return socket;
-      };
-      return new WebSocketProvider(create as never, STATIC_NETWORK, options);
-    }
-    const request = new FetchRequest(url);
-    request.timeout = this.#options.requestTimeoutMs;
-    return new JsonRpcProvider(request, STATIC_NETWORK, options);
+  #connect(url: string): Provider {
+    if (!isWebSocketUrl(url)) return httpProvider(url, this.#options.requestTimeoutMs);
+    // A refused or dropped socket surfaces as request timeouts and a failover.
+    return socketProvider(url, (socket) => socket.on('error', (error) => this.#options.onError(error, url)));
   }
 
   #mark(url: string, up: boolean): void {
@@ -72,15 +54,8 @@ export class RpcPool {
     const url = this.currentUrl();
     const provider = this.#provider;
     const started = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new GatewayError('RPC_FAILED', `${method} timed out after ${this.#options.requestTimeoutMs} ms`)),
-        this.#options.requestTimeoutMs,
-      );
-    });
     try {
-      const result = (await Promise.race([provider.send(method, params), timeout])) as T;
+      const result = await sendWithTimeout<T>(provider, method, params, this.#options.requestTimeoutMs);
       this.#options.onRequest?.(method, url, (performance.now() - started) / 1000, true);
       this.#mark(url, true);
       return result;
@@ -88,8 +63,6 @@ export class RpcPool {
       this.#options.onRequest?.(method, url, (performance.now() - started) / 1000, false);
       this.#mark(url, false);
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -114,7 +87,7 @@ export class RpcPool {
     await this.#provider.destroy();
   }
 
-  #destroy(provider: JsonRpcProvider | WebSocketProvider): void {
+  #destroy(provider: Provider): void {
     // A WebSocketProvider closes asynchronously; a failure to close a dropped socket is moot.
     Promise.resolve(provider.destroy()).catch(() => undefined);
   }

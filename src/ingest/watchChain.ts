@@ -1,6 +1,7 @@
-import { GatewayError } from '../domain/errors.ts';
+import { errorMessage, GatewayError } from '../domain/errors.ts';
 import type { BlockRef, ChainBlock, Hex } from '../domain/types.ts';
 import { RpcPool } from './RpcPool.ts';
+import { isUnsupportedMethod } from './rpc.ts';
 import { type RpcBlock, type RpcReceipt, toChainBlock } from './toChainBlock.ts';
 
 /** Options of {@link watchChain}. */
@@ -90,8 +91,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
       try {
         return await pool.send<RpcReceipt[]>('eth_getBlockReceipts', [block.hash]);
       } catch (error) {
-        const text = error instanceof Error ? error.message : String(error);
-        if (!/method|not (found|supported|available)|-32601/i.test(text)) throw error;
+        if (!isUnsupportedMethod(error)) throw error;
         hasBlockReceipts = false;
       }
     }
@@ -150,7 +150,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
         await pool.close();
         throw error;
       }
-      startErrors.push(`${pool.currentUrl()}: ${error instanceof Error ? error.message : String(error)}`);
+      startErrors.push(`${pool.currentUrl()}: ${errorMessage(error)}`);
       pool.failover();
     }
   }

@@ -1,7 +1,13 @@
-import { FetchRequest, JsonRpcProvider, Network, WebSocketProvider } from 'ethers';
-import { WebSocket } from 'ws';
-import { GatewayError } from '../domain/errors.ts';
+import { errorMessage, GatewayError } from '../domain/errors.ts';
 import type { TxEvent } from '../domain/types.ts';
+import {
+  httpProvider,
+  isUnsupportedMethod,
+  isWebSocketUrl,
+  type Provider,
+  sendWithTimeout,
+  socketProvider,
+} from './rpc.ts';
 import { toPendingTxEvent } from './toPendingTxEvent.ts';
 
 /** Options of {@link watchPending}. */
@@ -31,8 +37,6 @@ export interface PendingWatcher {
   readonly close: () => Promise<void>;
 }
 
-type Provider = JsonRpcProvider | WebSocketProvider;
-
 /** What ethers' socket providers call for each `eth_subscription` notification of an id. */
 interface SocketRegistrar {
   _register(id: string, subscriber: { _handleMessage(message: unknown): void }): void;
@@ -51,21 +55,6 @@ const DEFAULT_MAX_QUEUED = 10_000;
 const MAX_SEEN_HASHES = 100_000;
 const MAX_BACKOFF_MS = 30_000;
 const HASH = /^0x[0-9a-fA-F]{64}$/;
-// Raw JSON-RPC only, so the network object never matters; a static one keeps ethers from probing.
-const STATIC_NETWORK = Network.from(1);
-const PROVIDER_OPTIONS = { staticNetwork: STATIC_NETWORK, batchMaxCount: 1 };
-
-function isWebSocketUrl(url: string): boolean {
-  return url.startsWith('ws://') || url.startsWith('wss://');
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function isUnsupported(error: unknown): boolean {
-  return /method|not (found|supported|available)|-32601|unsupported/i.test(describe(error));
-}
 
 /**
  * Follows the mempool of a chain's node and hands over its transactions as `tx` events (see
@@ -97,14 +86,7 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
   let flushScheduled = false;
 
   function send<T>(provider: Provider, method: string, params: unknown[]): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new GatewayError('RPC_FAILED', `${method} timed out after ${options.requestTimeoutMs} ms`)),
-        options.requestTimeoutMs,
-      );
-    });
-    return (Promise.race([provider.send(method, params), timeout]) as Promise<T>).finally(() => clearTimeout(timer));
+    return sendWithTimeout<T>(provider, method, params, options.requestTimeoutMs);
   }
 
   function remember(hash: string): boolean {
@@ -198,8 +180,7 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
 
   async function subscribe(url: string): Promise<Session> {
     let stopped = false;
-    const create = (): WebSocket => {
-      const socket = new WebSocket(url);
+    const provider = socketProvider(url, (socket) => {
       socket.on('error', (error) => {
         if (!stopped) options.onError(error, url);
       });
@@ -209,9 +190,7 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
           restart();
         }
       });
-      return socket;
-    };
-    const provider = new WebSocketProvider(create as never, STATIC_NETWORK, PROVIDER_OPTIONS);
+    });
     const stop = (): void => {
       stopped = true;
       Promise.resolve(provider.destroy()).catch(() => undefined);
@@ -222,7 +201,7 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
         id = await send<string>(provider, 'eth_subscribe', ['newPendingTransactions', true]);
       } catch (error) {
         // A node that does not take the full-transactions flag still announces hashes.
-        if (!/param/i.test(describe(error))) throw error;
+        if (!/param/i.test(errorMessage(error))) throw error;
         id = await send<string>(provider, 'eth_subscribe', ['newPendingTransactions']);
       }
       (provider as unknown as SocketRegistrar)._register(id, { _handleMessage: (m) => announce(m, url) });
@@ -234,9 +213,7 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
   }
 
   async function pollFilter(url: string): Promise<Session> {
-    const request = new FetchRequest(url);
-    request.timeout = options.requestTimeoutMs;
-    const provider = new JsonRpcProvider(request, STATIC_NETWORK, PROVIDER_OPTIONS);
+    const provider = httpProvider(url, options.requestTimeoutMs);
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     let filterId: string;
@@ -252,7 +229,7 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
         changes = await send<unknown>(provider, 'eth_getFilterChanges', [filterId]);
       } catch (error) {
         // Nodes drop filters that were not polled for a while: make a new one.
-        if (!/filter not found/i.test(describe(error))) throw error;
+        if (!/filter not found/i.test(errorMessage(error))) throw error;
         filterId = await send<string>(provider, 'eth_newPendingTransactionFilter', []);
         return;
       }
@@ -296,10 +273,10 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
       failures = 0;
     } catch (error) {
       if (closed) return;
-      if (isUnsupported(error)) unsupported.add(url);
+      if (isUnsupportedMethod(error)) unsupported.add(url);
       if (unsupported.size === options.urls.length) {
         options.onError(
-          new GatewayError('RPC_FAILED', `no endpoint offers its mempool (${describe(error)}): pending is off`),
+          new GatewayError('RPC_FAILED', `no endpoint offers its mempool (${errorMessage(error)}): pending is off`),
           url,
         );
         return;
