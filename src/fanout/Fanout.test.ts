@@ -432,3 +432,21 @@ describe('Fanout.publishBlock: per connection', () => {
     expect(received(msgpack)).toStrictEqual(received(json));
   });
 });
+
+describe('Fanout.catchUp', () => {
+  it('counts each frame once against the byte limit (an orphan without events adds nothing)', () => {
+    const { index, fanout, calls } = setup();
+    const owner: Owner = { encoding: 'json' };
+    const sub = index.add(owner, 's1', CHAIN, ACTIVITY, [ALICE]);
+    const withEvent = block([tx(0, ALICE, BOB)]);
+    const without = { ...block([tx(1, CAROL, DAVE)]), number: 41, hash: hash(41), parentHash: hash(40) };
+    // The only frame: the `removed` of the orphan that had ALICE's event.
+    expect(fanout.catchUp(sub, [withEvent, without], [], [], 1_000_000)).toBe(true);
+    const frame = calls.at(-1)?.frames[0] as string;
+    expect(calls.at(-1)?.frames).toHaveLength(1);
+    const exact = Buffer.byteLength(frame);
+    const again = index.add(owner, 's1', CHAIN, ACTIVITY, [ALICE]);
+    expect(fanout.catchUp(again, [withEvent, without], [], [], exact)).toBe(true);
+    expect(fanout.catchUp(again, [withEvent, without], [], [], exact - 1)).toBe(false);
+  });
+});

@@ -317,31 +317,32 @@ export class Fanout<O extends Peer> {
   ): boolean {
     const frames: Frame[] = [];
     let bytes = 0;
+    const add = (frame: Frame): void => {
+      frames.push(frame);
+      bytes += frameBytes(frame);
+    };
     const removedPrefix = encodePrefix('removed', sub.sid);
     const filter = sub.filter;
     for (const orphan of orphans) {
-      if (filter.channel === 'blocks') {
-        frames.push(buildFrame(sub.owner.encoding, removedPrefix, partsOf(orphan).removedFields));
-      } else {
+      const fields = partsOf(orphan).removedFields;
+      if (filter.channel === 'blocks') add(buildFrame(sub.owner.encoding, removedPrefix, fields));
+      else {
         const events = matchSubscription(sub, orphan);
-        if (events.length > 0)
-          frames.push(buildFrame(sub.owner.encoding, removedPrefix, partsOf(orphan).removedFields, events));
+        if (events.length > 0) add(buildFrame(sub.owner.encoding, removedPrefix, fields, events));
       }
-      bytes += frameBytes(frames[frames.length - 1] ?? '');
     }
     const sent: Array<[ChainBlock, EncodedValue[]]> = [];
     for (const block of blocks) {
+      if (bytes > maxBytes) return false;
       const parts = partsOf(block);
-      if (filter.channel === 'blocks') {
-        frames.push(buildFrame(sub.owner.encoding, this.#prefix(sub), parts.blockFields(filter)));
-      } else {
+      if (filter.channel === 'blocks')
+        add(buildFrame(sub.owner.encoding, this.#prefix(sub), parts.blockFields(filter)));
+      else {
         const events = matchSubscription(sub, block);
         if (events.length === 0) continue;
-        frames.push(buildFrame(sub.owner.encoding, this.#prefix(sub), parts.activityFields, events));
+        add(buildFrame(sub.owner.encoding, this.#prefix(sub), parts.activityFields, events));
         sent.push([block, events]);
       }
-      bytes += frameBytes(frames[frames.length - 1] ?? '');
-      if (bytes > maxBytes) return false;
     }
     if (bytes > maxBytes) return false;
     const first = held[0] ?? blocks[0];
