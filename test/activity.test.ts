@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
-import { TestChain } from './helpers/chain.ts';
+import type { TestChain } from './helpers/chain.ts';
 import { type Message, TestClient } from './helpers/client.ts';
-import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
+import type { GatewayProcess } from './helpers/gateway.ts';
+import { type Stack, startStack } from './helpers/stack.ts';
 import { Watcher } from './helpers/watcher.ts';
 
 // Anvil mines only on evm_mine, so every block's content is chosen by the test.
@@ -10,7 +10,7 @@ describe.each([
   ['json', 'http'],
   ['msgpack', 'ws'],
 ] as const)('address activity end to end (%s frames, %s RPC)', (encoding, transport) => {
-  let anvil: Anvil;
+  let stack: Stack;
   let gateway: GatewayProcess;
   let chain: TestChain;
   let x: string;
@@ -18,21 +18,13 @@ describe.each([
   let z: string;
 
   beforeAll(async () => {
-    anvil = await startAnvil({ noMining: true });
-    gateway = await startGateway([
-      '--rpc',
-      transport === 'ws' ? anvil.wsUrl : anvil.httpUrl,
-      '--poll-interval-ms',
-      '50',
-    ]);
-    chain = new TestChain(anvil.httpUrl);
+    stack = await startStack({ node: { noMining: true }, transport });
+    ({ gateway, chain } = stack);
     [x, y, z] = [chain.address(0), chain.address(1), chain.address(2)];
   });
 
   afterAll(async () => {
-    chain?.close();
-    await gateway?.stop();
-    await anvil?.close();
+    await stack?.close();
   });
 
   async function mineWith(sends: Array<() => Promise<string>>): Promise<{ number: number; hashes: string[] }> {

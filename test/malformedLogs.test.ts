@@ -1,10 +1,10 @@
 import { zeroPadValue } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { TRANSFER_BATCH_TOPIC, TRANSFER_SINGLE_TOPIC, TRANSFER_TOPIC } from '../src/ingest/decodeTransfers.ts';
-import { TestChain } from './helpers/chain.ts';
+import type { TestChain } from './helpers/chain.ts';
 import { artifact, call, deploy, deployedAddress } from './helpers/contracts.ts';
-import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
+import type { GatewayProcess } from './helpers/gateway.ts';
+import { type Stack, startStack } from './helpers/stack.ts';
 import { Watcher } from './helpers/watcher.ts';
 
 const word = (n: bigint | number): string => BigInt(n).toString(16).padStart(64, '0');
@@ -16,30 +16,22 @@ describe.each([
   ['json', 'http'],
   ['msgpack', 'ws'],
 ] as const)('malformed and look-alike token logs (%s frames, %s RPC)', (encoding, transport) => {
-  let anvil: Anvil;
+  let stack: Stack;
   let gateway: GatewayProcess;
   let chain: TestChain;
   let emitter: string;
 
   beforeAll(async () => {
     artifact('LogEmitter');
-    anvil = await startAnvil({ noMining: true });
-    gateway = await startGateway([
-      '--rpc',
-      transport === 'ws' ? anvil.wsUrl : anvil.httpUrl,
-      '--poll-interval-ms',
-      '50',
-    ]);
-    chain = new TestChain(anvil.httpUrl);
+    stack = await startStack({ node: { noMining: true }, transport });
+    ({ gateway, chain } = stack);
     const hash = await deploy(chain, 9, 'LogEmitter');
     await chain.mine();
     emitter = await deployedAddress(chain, hash);
   });
 
   afterAll(async () => {
-    chain?.close();
-    await gateway?.stop();
-    await anvil?.close();
+    await stack?.close();
   });
 
   it('delivers well-formed look-alikes by shape, skips every malformed log, and keeps ingesting', async () => {

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
-import { TestChain } from './helpers/chain.ts';
+import type { TestChain } from './helpers/chain.ts';
 import { type Encoding, type Message, TestClient } from './helpers/client.ts';
-import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
+import type { GatewayProcess } from './helpers/gateway.ts';
+import { type Stack, startStack } from './helpers/stack.ts';
 
 // Anvil mines on an interval here, so a transaction waits in its mempool until the next block.
 // Each transaction is sent right after a block arrived, which leaves it most of a block time
@@ -12,25 +12,17 @@ describe.each([
   ['msgpack', 'ws'],
 ] as const)('pending transactions end to end (%s frames, %s RPC)', (encoding: Encoding, transport) => {
   const BLOCK_TIME_SEC = 2;
-  let anvil: Anvil;
+  let stack: Stack;
   let gateway: GatewayProcess;
   let chain: TestChain;
 
   beforeAll(async () => {
-    anvil = await startAnvil({ blockTimeSec: BLOCK_TIME_SEC });
-    gateway = await startGateway([
-      '--rpc',
-      transport === 'ws' ? anvil.wsUrl : anvil.httpUrl,
-      '--poll-interval-ms',
-      '50',
-    ]);
-    chain = new TestChain(anvil.httpUrl);
+    stack = await startStack({ node: { blockTimeSec: BLOCK_TIME_SEC }, transport });
+    ({ gateway, chain } = stack);
   });
 
   afterAll(async () => {
-    chain?.close();
-    await gateway?.stop();
-    await anvil?.close();
+    await stack?.close();
   });
 
   /** Waits for the next block message on `sub` after what `client` has so far. */

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
-import { TestChain } from './helpers/chain.ts';
+import type { TestChain } from './helpers/chain.ts';
 import type { Encoding } from './helpers/client.ts';
 import {
   artifact,
@@ -11,7 +10,8 @@ import {
   expectedActivity,
   type WireEvent,
 } from './helpers/contracts.ts';
-import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
+import type { GatewayProcess } from './helpers/gateway.ts';
+import { type Stack, startStack } from './helpers/stack.ts';
 import { Watcher } from './helpers/watcher.ts';
 
 const ZERO = `0x${'0'.repeat(40)}`;
@@ -31,7 +31,7 @@ describe.each([
   ['json', 'http'],
   ['msgpack', 'ws'],
 ] as const)('token activity end to end (%s frames, %s RPC)', (encoding: Encoding, transport) => {
-  let anvil: Anvil;
+  let stack: Stack;
   let gateway: GatewayProcess;
   let chain: TestChain;
   let x: string;
@@ -43,14 +43,8 @@ describe.each([
 
   beforeAll(async () => {
     artifact('TestERC20'); // compile before the clock of any test starts
-    anvil = await startAnvil({ noMining: true });
-    gateway = await startGateway([
-      '--rpc',
-      transport === 'ws' ? anvil.wsUrl : anvil.httpUrl,
-      '--poll-interval-ms',
-      '50',
-    ]);
-    chain = new TestChain(anvil.httpUrl);
+    stack = await startStack({ node: { noMining: true }, transport });
+    ({ gateway, chain } = stack);
     [x, y, z, w] = [chain.address(X), chain.address(Y), chain.address(Z), chain.address(3)];
     const names = ['TestERC20', 'TestERC721', 'TestERC1155'] as const;
     const hashes: string[] = [];
@@ -61,9 +55,7 @@ describe.each([
 
   afterAll(async () => {
     for (const watcher of open) watcher.close();
-    chain?.close();
-    await gateway?.stop();
-    await anvil?.close();
+    await stack?.close();
   });
 
   async function watch(addresses: string[], options: Record<string, unknown> = {}): Promise<Watcher> {
