@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { GatewayError } from './domain/errors.ts';
 
 /** One chain to follow: its id (checked against the node) and its endpoints in failover order. */
@@ -26,8 +27,18 @@ export interface Config {
   readonly maxMessageBytes: number;
   readonly maxBackpressureBytes: number;
   readonly maxRequestsPerSecond: number;
-  /** Open connections per remote IP address (0: no limit). */
+  /** Open connections per remote IP address (an IPv6 /64 counts as one; 0: no limit). */
   readonly maxConnectionsPerIp: number;
+  /** Open connections in all; 0 derives it from the open-files limit (that limit minus a reserve). */
+  readonly maxConnections: number;
+  /** Watched (subscription, address) pairs in all, over every connection. */
+  readonly maxWatchedAddresses: number;
+  /** Resumes waiting for their replay; past it a resume is told to try again later. */
+  readonly maxQueuedResumes: number;
+  /** Peers whose `X-Forwarded-For` names the client (exact IP addresses of reverse proxies). */
+  readonly trustedProxies: readonly string[];
+  /** Largest JSON-RPC answer read from a node, in bytes; a larger one is refused. */
+  readonly rpcMaxResponseBytes: number;
   /** Block time of the embedded devnet, in seconds. */
   readonly devnetBlockTimeSec: number;
   /** Recent blocks ingest keeps to find a reorg's common ancestor. */
@@ -59,7 +70,12 @@ export const DEFAULTS: Config = Object.freeze({
   maxMessageBytes: 1_048_576,
   maxBackpressureBytes: 4_194_304,
   maxRequestsPerSecond: 100,
-  maxConnectionsPerIp: 0,
+  maxConnectionsPerIp: 500,
+  maxConnections: 0,
+  maxWatchedAddresses: 4_000_000,
+  maxQueuedResumes: 1000,
+  trustedProxies: Object.freeze([]),
+  rpcMaxResponseBytes: 134_217_728,
   devnetBlockTimeSec: 1,
   reorgWindowBlocks: 128,
   historyWindowBlocks: 256,
@@ -209,8 +225,42 @@ export const OPTIONS: readonly Option[] = [
     key: 'maxConnectionsPerIp',
     flag: '--max-connections-per-ip',
     env: 'BLOCKCAST_MAX_CONNECTIONS_PER_IP',
-    help: 'open connections per remote address, 0 for no limit',
+    help: 'open connections per remote address (an IPv6 /64 counts as one), 0 for no limit',
     range: [0, 1_000_000],
+  },
+  {
+    key: 'maxConnections',
+    flag: '--max-connections',
+    env: 'BLOCKCAST_MAX_CONNECTIONS',
+    help: 'open connections in all; 0 derives it from the open-files limit',
+    range: [0, 10_000_000],
+  },
+  {
+    key: 'maxWatchedAddresses',
+    flag: '--max-watched-addresses',
+    env: 'BLOCKCAST_MAX_WATCHED_ADDRESSES',
+    help: 'watched (subscription, address) pairs over all connections',
+    range: [1, 16_000_000],
+  },
+  {
+    key: 'maxQueuedResumes',
+    flag: '--max-queued-resumes',
+    env: 'BLOCKCAST_MAX_QUEUED_RESUMES',
+    help: 'resumes waiting for their replay; past it a resume is told to try again',
+    range: [1, 1_000_000],
+  },
+  {
+    key: 'trustedProxies',
+    flag: '--trusted-proxy',
+    env: 'BLOCKCAST_TRUSTED_PROXIES',
+    help: 'IP address of a reverse proxy whose X-Forwarded-For names the client; repeat or comma-separate',
+  },
+  {
+    key: 'rpcMaxResponseBytes',
+    flag: '--rpc-max-response-bytes',
+    env: 'BLOCKCAST_RPC_MAX_RESPONSE_BYTES',
+    help: 'largest JSON-RPC answer read from a node',
+    range: [65_536, 268_435_456],
   },
   {
     key: 'devnetBlockTimeSec',
@@ -264,6 +314,18 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
     values['chains'] = all;
     return;
   }
+  if (option.key === 'trustedProxies') {
+    const ips = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0);
+    const bad = ips.find((ip) => isIP(ip) === 0);
+    if (bad !== undefined || ips.length === 0) {
+      throw new GatewayError('BAD_CONFIG', `trustedProxies: ${from} must be IP addresses, got ${JSON.stringify(raw)}`);
+    }
+    values['trustedProxies'] = [...((values['trustedProxies'] as string[] | undefined) ?? []), ...ips];
+    return;
+  }
   if (option.key === 'rpc') {
     const urls = raw
       .split(',')
@@ -295,7 +357,7 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
 export function usage(): string {
   const lines = OPTIONS.map(
     (o) =>
-      `  ${`${o.flag} ${o.range ? 'N' : o.key === 'rpc' ? 'URL' : o.key === 'chains' ? 'ID=URL' : 'VALUE'}`.padEnd(32)}${o.help} (${o.env}; default ${JSON.stringify(DEFAULTS[o.key])})`,
+      `  ${`${o.flag} ${o.range ? 'N' : o.key === 'rpc' ? 'URL' : o.key === 'chains' ? 'ID=URL' : o.key === 'trustedProxies' ? 'IP' : 'VALUE'}`.padEnd(32)}${o.help} (${o.env}; default ${JSON.stringify(DEFAULTS[o.key])})`,
   );
   return [
     'usage: npm start -- [options]',
@@ -335,5 +397,10 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
       `maxConfirmations: must be below historyWindowBlocks (${config.historyWindowBlocks}), got ${config.maxConfirmations}`,
     );
   }
-  return Object.freeze({ ...config, rpc: Object.freeze([...config.rpc]), chains: Object.freeze([...config.chains]) });
+  return Object.freeze({
+    ...config,
+    rpc: Object.freeze([...config.rpc]),
+    chains: Object.freeze([...config.chains]),
+    trustedProxies: Object.freeze([...config.trustedProxies]),
+  });
 }

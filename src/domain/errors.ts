@@ -8,6 +8,8 @@ export const PROTOCOL_ERROR_CODES = [
   'TOO_MANY_SUBSCRIPTIONS',
   'RATE_LIMITED',
   'UNSUPPORTED',
+  'OVERLOADED',
+  'TRY_AGAIN',
 ] as const;
 
 /** A stable error code sent to clients. */
@@ -45,4 +47,30 @@ export const CloseCode = {
   slowConsumer: 4008,
   /** Too many requests or errors: back off, then reconnect. */
   tooManyRequests: 4029,
+  /** Policy violation: malformed messages, one after another; fix the client. */
+  policyViolation: 1008,
 } as const;
+
+/**
+ * Why an answer of a JSON-RPC node was not used (label `reason` of
+ * `blockcast_ingest_rpc_faults_total`): no answer in time, a broken link, an HTTP status other
+ * than 200, an answer past the size cap, one that is not JSON, a JSON-RPC envelope that is not
+ * one, an error object from the node, a result of the wrong shape, a block that contradicts
+ * itself or its chain, a node on another chain, a node behind the gateway's head.
+ */
+export const RPC_FAULTS = [
+  'timeout',
+  'transport',
+  'http_status',
+  'too_large',
+  'invalid_json',
+  'bad_response',
+  'node_error',
+  'malformed',
+  'inconsistent',
+  'wrong_chain',
+  'behind',
+] as const;
+
+/** One reason of {@link RPC_FAULTS}. */
+export type RpcFault = (typeof RPC_FAULTS)[number];

@@ -145,8 +145,40 @@ export function createMetrics() {
     }),
     closes: new Counter({
       name: 'blockcast_transport_server_closes_total',
-      help: 'Connections the server closed, by reason (slow_consumer, rate_limited, shutdown).',
+      help: 'Connections the server closed, by reason (slow_consumer, rate_limited, message_too_big, malformed, invalid_utf8, shutdown).',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    refusals: new Counter({
+      name: 'blockcast_transport_refused_total',
+      help: 'WebSocket upgrades refused before a socket opened, by reason (per_ip, capacity, bad_request, shutdown).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    accepting: new Gauge({
+      name: 'blockcast_transport_accepting',
+      help: '1 while the listening socket accepts connections, 0 while paused because open files ran short.',
+      registers,
+    }),
+    acceptPauses: new Counter({
+      name: 'blockcast_transport_accept_pauses_total',
+      help: 'Times accepting was paused because the process neared its open-files limit.',
+      registers,
+    }),
+    replayQueue: new Gauge({
+      name: 'blockcast_fanout_replay_queue',
+      help: 'Resumes waiting for or in their replay.',
+      registers,
+    }),
+    replaySeconds: new Counter({
+      name: 'blockcast_fanout_replay_seconds_total',
+      help: 'Time spent replaying missed messages to resuming subscriptions.',
+      registers,
+    }),
+    rpcFaults: new Counter({
+      name: 'blockcast_ingest_rpc_faults_total',
+      help: 'JSON-RPC answers not used, by chain, endpoint and reason (timeout, transport, http_status, too_large, invalid_json, bad_response, node_error, malformed, inconsistent, wrong_chain, behind).',
+      labelNames: ['chain', 'endpoint', 'reason'] as const,
       registers,
     }),
   };
@@ -156,7 +188,17 @@ export function createMetrics() {
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /** Reasons of `blockcast_transport_server_closes_total`. */
-export const CLOSE_REASONS = ['slow_consumer', 'rate_limited', 'message_too_big', 'shutdown'] as const;
+export const CLOSE_REASONS = [
+  'slow_consumer',
+  'rate_limited',
+  'message_too_big',
+  'malformed',
+  'invalid_utf8',
+  'shutdown',
+] as const;
+
+/** Reasons of `blockcast_transport_refused_total`. */
+export const REFUSAL_REASONS = ['per_ip', 'capacity', 'bad_request', 'shutdown'] as const;
 
 /** Label values known before the first event (see {@link zeroSeries}). */
 export interface KnownLabels {
@@ -178,6 +220,11 @@ export function zeroSeries(metrics: Metrics, known: KnownLabels): void {
   }
   for (const code of known.errorCodes) metrics.errors.inc({ code }, 0);
   for (const reason of CLOSE_REASONS) metrics.closes.inc({ reason }, 0);
+  for (const reason of REFUSAL_REASONS) metrics.refusals.inc({ reason }, 0);
+  metrics.acceptPauses.inc(0);
+  metrics.accepting.set(1);
+  metrics.replayQueue.set(0);
+  metrics.replaySeconds.inc(0);
   for (const recovered of ['true', 'false']) metrics.resumes.inc({ recovered }, 0);
   for (const chainId of known.chains) {
     const chain = String(chainId);

@@ -73,6 +73,8 @@ export interface Connection {
   tokens: number;
   refilledAt: number;
   rateLimitedInARow: number;
+  /** Malformed messages since the last valid one. */
+  malformedInARow: number;
   closed: boolean;
   ws: uWS.WebSocket<Connection> | undefined;
 }
@@ -104,6 +106,10 @@ export function assertNativeUws(): void {
 
 /** Frames up to this many times `maxMessageBytes` are read and closed with 1009; larger ones are cut off. */
 const HARD_PAYLOAD_FACTOR = 4;
+/** Malformed messages in a row past which the connection is closed with 1008 (PROTOCOL.md). */
+export const MAX_MALFORMED_IN_A_ROW = 16;
+/** What uWebSockets.js reports when it dropped a connection for a text frame that is not UTF-8. */
+const INVALID_UTF8_REASON = 'Received invalid UTF-8';
 const ENCODINGS: readonly string[] = ['msgpack', 'json'];
 /** The activity kinds this gateway decodes; a subscription without `kinds` gets all of them. */
 const SERVED_KINDS: ReadonlySet<EventKind> = new Set(EVENT_KINDS);
@@ -305,9 +311,14 @@ export function createServer(options: ServerOptions): Promise<Server> {
     conn.rateLimitedInARow = 0;
     const parsed = parseRequest(data, isBinary);
     if (!parsed.ok) {
+      if (++conn.malformedInARow > MAX_MALFORMED_IN_A_ROW) {
+        end(conn, CloseCode.policyViolation, 'too many malformed messages', 'malformed');
+        return;
+      }
       sendError(conn, parsed.id, parsed.error.code as ProtocolErrorCode, parsed.error.message);
       return;
     }
+    conn.malformedInARow = 0;
     const request = parsed.request;
     switch (request.op) {
       case 'subscribe':
@@ -388,6 +399,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
           tokens: limits.maxRequestsPerSecond,
           refilledAt: performance.now(),
           rateLimitedInARow: 0,
+          malformedInARow: 0,
           closed: false,
           ws: undefined,
         };
@@ -415,8 +427,12 @@ export function createServer(options: ServerOptions): Promise<Server> {
         }
         onMessage(conn, data, isBinary);
       },
-      close: (ws) => {
+      close: (ws, code, message) => {
         const conn = ws.getUserData();
+        // uWS closes such a connection itself, before any handler sees the frame (no close frame: 1006).
+        if (!conn.closed && code === 1006 && Buffer.from(message).toString() === INVALID_UTF8_REASON) {
+          metrics.closes.inc({ reason: 'invalid_utf8' });
+        }
         const left = (perIp.get(conn.ip) ?? 1) - 1;
         if (left > 0) perIp.set(conn.ip, left);
         else perIp.delete(conn.ip);
