@@ -7,9 +7,10 @@
  */
 import { blockActivity } from '../src/domain/events.ts';
 import { type ChainBlock, EVENT_KINDS } from '../src/domain/types.ts';
+import { DeliveryLedger } from '../src/fanout/DeliveryLedger.ts';
 import { buildFrame, EncodedFields, EncodedValue, encodePrefix, pack } from '../src/fanout/encode.ts';
 import { Fanout, type Peer, toBlockHeader } from '../src/fanout/Fanout.ts';
-import { matchActivity } from '../src/fanout/matchActivity.ts';
+import { encodedEvents, matchActivity } from '../src/fanout/matchActivity.ts';
 import { SubscriptionIndex } from '../src/index/SubscriptionIndex.ts';
 import { BENCH_CHAIN_ID, createBlockSource, type Workload, watchLists } from './lib/synthetic.ts';
 
@@ -116,7 +117,7 @@ export function runMicro(quick: boolean): MicroResult[] {
           const encoded = new Set<EncodedValue>();
           for (const list of matchActivity(index, block, 0).values()) {
             matches += list.length;
-            for (const value of list) {
+            for (const value of encodedEvents(block, list)) {
               if (encoded.has(value)) continue;
               encoded.add(value);
               void value.msgpack;
@@ -150,7 +151,7 @@ export function runMicro(quick: boolean): MicroResult[] {
         blockCount,
         10_000,
         () => {
-          fanout.publishBlock(block);
+          fanout.publishBlock(block, 0, new DeliveryLedger());
           blocks++;
         },
         1,
@@ -183,7 +184,7 @@ export function runMicro(quick: boolean): MicroResult[] {
         Math.round(100 * scale),
         10_000,
         () => {
-          fanout.publishBlock(blocks[n++ % blocks.length] as ChainBlock);
+          fanout.publishBlock(blocks[n++ % blocks.length] as ChainBlock, 0, new DeliveryLedger());
         },
         10_000,
       ),

@@ -8,10 +8,18 @@ import { startTraffic } from './devnet/startTraffic.ts';
 import { GatewayError, PROTOCOL_ERROR_CODES } from './domain/errors.ts';
 import type { ChainFeed } from './fanout/ChainFeed.ts';
 import { Fanout } from './fanout/Fanout.ts';
+import { ReplayQueue } from './fanout/ReplayQueue.ts';
 import { type ChainSource, followChain } from './followChain.ts';
 import { SubscriptionIndex } from './index/SubscriptionIndex.ts';
 import { createMetrics, zeroSeries } from './metrics/metrics.ts';
-import { assertNativeUws, type Connection, createServer, type Server } from './transport/createServer.ts';
+import {
+  assertNativeUws,
+  type Connection,
+  createServer,
+  MAX_QUEUED_RESUMES_PER_CONNECTION,
+  type Server,
+} from './transport/createServer.ts';
+import { connectionsFor, openFilesLimit } from './transport/descriptors.ts';
 
 function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} ${message}\n`);
@@ -62,11 +70,7 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
   const metrics = createMetrics();
   const index = new SubscriptionIndex<Connection>();
   let server: Server | undefined;
-  const fanout = new Fanout<Connection>(
-    index,
-    (conn, frames) => server?.deliver(conn, frames),
-    config.historyWindowBlocks,
-  );
+  const fanout = new Fanout<Connection>(index, (conn, frames) => server?.deliver(conn, frames));
   const feeds = new Map<number, ChainFeed<Connection>>();
   // One after the other, so the configuration order is the order of chains (the first is the default).
   for (const source of sources) {
@@ -88,6 +92,21 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
   lagTimer.unref();
   cleanups.push(() => clearInterval(lagTimer));
 
+  // Resumes replay in turn, in short slices between live work, bounded in all and per connection.
+  const replay = new ReplayQueue<Connection>({
+    maxQueued: config.maxQueuedResumes,
+    maxPerOwner: MAX_QUEUED_RESUMES_PER_CONNECTION,
+    onSize: (jobs) => metrics.replayQueue.set(jobs),
+    onWork: (seconds) => metrics.replaySeconds.inc(seconds),
+  });
+  cleanups.push(() => replay.close());
+  const fileLimit = openFilesLimit();
+  const maxConnections =
+    config.maxConnections > 0 ? config.maxConnections : fileLimit === undefined ? 100_000 : connectionsFor(fileLimit);
+  if (config.maxConnections === 0) {
+    log(`transport: at most ${maxConnections} connections (open-files limit ${fileLimit ?? 'unknown'})`);
+  }
+
   server = await createServer({
     host: config.host,
     port: config.port,
@@ -101,12 +120,26 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
       maxRequestsPerSecond: config.maxRequestsPerSecond,
       maxConnectionsPerIp: config.maxConnectionsPerIp,
     },
+    capacity: { maxConnections, maxWatchedAddresses: config.maxWatchedAddresses },
+    trustedProxies: config.trustedProxies,
+    log,
     index,
     metrics,
     chains: {
       chainIds: () => chainIds,
       head: (chainId) => feeds.get(chainId)?.history.head,
-      resume: (sub, cursor, maxBytes) => feeds.get(sub.chainId)?.resume(sub, cursor, maxBytes) ?? false,
+      resume: (sub, cursor, maxBytes, onDone) => {
+        const feed = feeds.get(sub.chainId);
+        if (feed === undefined || cursor === undefined) {
+          onDone(false);
+          return { status: 'done', cancel: () => undefined };
+        }
+        const job = feed.resume(sub, cursor, maxBytes, onDone);
+        return { status: replay.submit(sub.owner, job), cancel: () => replay.cancel(job) };
+      },
+      release: (sub) => feeds.get(sub.chainId)?.release(sub),
+      // Spread the retries of many clients refused at once over a second or two.
+      retryAfterMs: () => 1000 + Math.floor(Math.random() * 1000),
       position: (sub) => feeds.get(sub.chainId)?.position(sub),
       ready: () =>
         [...feeds.values()].every((f) => Date.now() / 1000 - (f.history.head?.timestamp ?? 0) <= config.maxHeadAgeSec),

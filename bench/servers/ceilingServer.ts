@@ -6,6 +6,7 @@
  */
 import uWS from 'uWebSockets.js';
 import { type ChainBlock, EVENT_KINDS, type Hex } from '../../src/domain/types.ts';
+import { DeliveryLedger } from '../../src/fanout/DeliveryLedger.ts';
 import { type Frame, pack } from '../../src/fanout/encode.ts';
 import { Fanout } from '../../src/fanout/Fanout.ts';
 import { SubscriptionIndex } from '../../src/index/SubscriptionIndex.ts';
@@ -104,7 +105,7 @@ serveBenchControl(
     port: uWS.us_socket_local_port(listenSocket),
     prepare: (block) => {
       recorded = [];
-      (activity ? activityEncoder : blockEncoder).publishBlock(block);
+      (activity ? activityEncoder : blockEncoder).publishBlock(block, 0, new DeliveryLedger());
       ready.set(block, recorded);
     },
     publish: (block) => {

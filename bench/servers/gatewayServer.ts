@@ -17,11 +17,7 @@ const args = serverArgs();
 const metrics = createMetrics();
 const index = new SubscriptionIndex<Connection>();
 let server: Server | undefined;
-const fanout = new Fanout<Connection>(
-  index,
-  (conn, frames) => server?.deliver(conn, frames),
-  DEFAULTS.historyWindowBlocks,
-);
+const fanout = new Fanout<Connection>(index, (conn, frames) => server?.deliver(conn, frames));
 const chain = String(BENCH_CHAIN_ID);
 let last: FanoutResult | undefined;
 const feed = new ChainFeed(
@@ -54,13 +50,20 @@ server = await createServer({
     maxRequestsPerSecond: DEFAULTS.maxRequestsPerSecond,
     maxConnectionsPerIp: 0,
   },
+  capacity: { maxConnections: 1_000_000, maxWatchedAddresses: DEFAULTS.maxWatchedAddresses },
   index,
   metrics,
   chains: {
     chainIds: () => [BENCH_CHAIN_ID],
     head: () => feed.history.head,
     ready: () => true,
-    resume: (sub, cursor, maxBytes) => feed.resume(sub, cursor, maxBytes),
+    resume: (_sub, _cursor, _maxBytes, onDone) => {
+      // The benchmark never resumes.
+      onDone(false);
+      return { status: 'done', cancel: () => undefined };
+    },
+    release: (sub) => feed.release(sub),
+    retryAfterMs: () => 1000,
     position: (sub) => feed.position(sub),
   },
 });

@@ -39,7 +39,7 @@ function setup() {
       owner.frames.push({ type: m.type, sub: m.sub, number: m.number ?? m.block.number, hash: m.hash ?? m.block.hash });
     }
   };
-  const feed = new ChainFeed(CHAIN, new ChainHistory(16), new Fanout(index, deliver, 16), index);
+  const feed = new ChainFeed(CHAIN, new ChainHistory(16), new Fanout(index, deliver), index);
   feed.history.apply(block(0));
   const owner: Owner = { encoding: 'json', frames: [] };
   const head = index.add(owner, 'head', CHAIN, { channel: 'blocks', full: false, fullInput: false });

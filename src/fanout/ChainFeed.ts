@@ -2,7 +2,9 @@ import { type CursorPosition, toCursor } from '../domain/cursor.ts';
 import type { BlockRef, ChainBlock } from '../domain/types.ts';
 import type { ChainHistory } from '../history/ChainHistory.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import { DeliveryLedger } from './DeliveryLedger.ts';
 import type { Fanout, FanoutResult, Peer } from './Fanout.ts';
+import { ResumeJob } from './ResumeJob.ts';
 
 /** Called after each fan-out pass with what it sent and how long it took, in seconds. */
 export type FanoutObserver = (result: FanoutResult, seconds: number, kind: 'publish' | 'retract') => void;
@@ -11,17 +13,19 @@ export type FanoutObserver = (result: FanoutResult, seconds: number, kind: 'publ
  * The canonical stream of one chain as subscribers see it: applies ingest's blocks and
  * retractions to the chain's history and drives fan-out for every confirmation depth in use.
  * A subscription of depth N gets block b once the head reaches b + N - 1; a block retracted
- * before that is never delivered to it; one retracted after gets `removed`.
+ * before that is never delivered to it; one retracted after gets `removed`. What each
+ * subscription was sent is this chain's own ledger.
  */
 export class ChainFeed<O extends Peer> {
   readonly chainId: number;
   readonly history: ChainHistory;
+  /** What this chain's subscriptions were sent, within the history window. */
+  readonly ledger: DeliveryLedger<Subscription<O>>;
   readonly #fanout: Fanout<O>;
   readonly #index: SubscriptionIndex<O>;
   readonly #observe: FanoutObserver | undefined;
   /** Confirmation depth → number of the last block delivered at that depth. */
   readonly #delivered = new Map<number, number>();
-  readonly #windowBlocks: number;
 
   constructor(
     chainId: number,
@@ -35,13 +39,15 @@ export class ChainFeed<O extends Peer> {
     this.#fanout = fanout;
     this.#index = index;
     this.#observe = observe;
-    this.#windowBlocks = history.windowBlocks;
+    this.ledger = new DeliveryLedger(history.windowBlocks);
   }
 
   #run(kind: 'publish' | 'retract', block: ChainBlock, depth: number): void {
     const started = performance.now();
     const result =
-      kind === 'publish' ? this.#fanout.publishBlock(block, depth) : this.#fanout.retractBlock(block, depth);
+      kind === 'publish'
+        ? this.#fanout.publishBlock(block, depth, this.ledger)
+        : this.#fanout.retractBlock(block, depth, this.ledger);
     this.#observe?.(result, (performance.now() - started) / 1000, kind);
   }
 
@@ -60,42 +66,33 @@ export class ChainFeed<O extends Peer> {
       }
       if (target >= from - 1) this.#delivered.set(depth, target);
     }
+    this.ledger.trim(block.number);
   }
 
   /**
-   * Resumes a new subscription from a client's cursor (PROTOCOL.md, Resume): `removed` for the
-   * blocks between the cursor and the canonical chain that were orphaned meanwhile, then every
-   * message the subscription would have had since, up to what its depth has been sent. Returns
-   * false, sending nothing, when the cursor is of another chain, unknown, older than the window,
-   * or the catch-up would not fit in `maxBytes`.
+   * A resume of a new (not yet live) subscription from a client's cursor, as a job to run in
+   * slices (see {@link ResumeJob}): it ends with `onDone(true)` once everything the subscription
+   * missed was written, or `onDone(false)` having written nothing.
    */
-  resume(sub: Subscription<O>, cursor: CursorPosition, maxBytes: number): boolean {
-    const head = this.history.head;
-    if (cursor.chainId !== this.chainId || head === undefined) return false;
-    const through = this.#through(sub.filter.confirmations ?? 0) ?? head.number;
-    let at = this.history.byHash(cursor.hash);
-    if (at === undefined || at.block.number !== cursor.number) return false;
-    const orphans: ChainBlock[] = [];
-    // Orphans link to their parents; the walk ends at a canonical block or fails (bounded by the window).
-    for (let steps = 0; !at.canonical; steps++) {
-      orphans.push(at.block);
-      const parent = this.history.byHash(at.block.parentHash);
-      if (parent === undefined || steps > this.#windowBlocks) return false;
-      at = parent;
-    }
-    const blocks: ChainBlock[] = [];
-    for (let n = at.block.number + 1; n <= through; n++) {
-      const block = this.history.at(n);
-      if (block === undefined) return false;
-      blocks.push(block);
-    }
-    // What the client may hold from before the resume point: it must be retractable too.
-    const held: ChainBlock[] = [];
-    for (let n = this.history.oldestNumber ?? at.block.number; n <= at.block.number; n++) {
-      const block = this.history.at(n);
-      if (block !== undefined) held.push(block);
-    }
-    return this.#fanout.catchUp(sub, orphans, blocks, held, maxBytes);
+  resume(
+    sub: Subscription<O>,
+    cursor: CursorPosition,
+    maxBytes: number,
+    onDone: (recovered: boolean) => void,
+  ): ResumeJob<O> {
+    const context = {
+      chainId: this.chainId,
+      history: this.history,
+      fanout: this.#fanout,
+      ledger: this.ledger,
+      through: (depth: number) => this.#through(depth),
+    };
+    return new ResumeJob(context, sub, cursor, maxBytes, onDone);
+  }
+
+  /** Forgets everything of a subscription that ended (what it was sent, where it resumed). */
+  release(sub: Subscription<O>): void {
+    this.ledger.release(sub);
   }
 
   /** The number of the last block sent at a confirmation depth (or that would have been). */

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { blockActivity } from '../domain/events.ts';
 import type { ChainBlock, ChainTx, Erc20TransferEvent, EventKind, Hex } from '../domain/types.ts';
 import { type Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import { DeliveryLedger } from './DeliveryLedger.ts';
 import { type Encoding, type Frame, unpack } from './encode.ts';
 import { Fanout } from './Fanout.ts';
 
@@ -84,6 +85,8 @@ function decode(frame: Frame): Message {
 }
 
 /** The ids of the events `sub` should get for `block`, in block order, each once. */
+const LEDGER = new DeliveryLedger<Subscription<Owner>>();
+
 function expectedIds(sub: Subscription<Owner>, block: ChainBlock): string[] {
   const filter = sub.filter;
   if (filter.channel !== 'activity') return [];
@@ -123,7 +126,7 @@ describe('Fanout.publishBlock invariants', () => {
     for (let number = 1; number <= 40; number++) {
       calls = [];
       const block = randomBlock(number, next, universe);
-      const result = fanout.publishBlock(block);
+      const result = fanout.publishBlock(block, 0, LEDGER);
 
       const owners = calls.map((call) => call.owner);
       expect(new Set(owners).size).toBe(owners.length);
@@ -170,7 +173,7 @@ describe('Fanout.publishBlock invariants', () => {
     }
     const got = new Map<Owner, Message[]>();
     const fanout = new Fanout<Owner>(index, (owner, frames) => got.set(owner, frames.map(decode)));
-    fanout.publishBlock(randomBlock(7, random(1), 10));
+    fanout.publishBlock(randomBlock(7, random(1), 10), 0, LEDGER);
     for (const [i, owner] of owners.entries()) {
       const blocks = (got.get(owner) ?? []).filter((m) => m['type'] === 'block');
       expect(blocks.map((m) => m['sub'])).toEqual([`s${(i % 2) + 1}`]);
@@ -193,7 +196,7 @@ describe('Fanout.publishBlock invariants', () => {
     const block = randomBlock(9, random(3), 1000);
     const tx = { ...(block.transactions[0] as ChainTx), from: watched, to: address(8) };
     const { transfers: _none, ...plain } = tx;
-    fanout.publishBlock({ ...block, transactions: [plain] });
+    fanout.publishBlock({ ...block, transactions: [plain] }, 0, LEDGER);
     for (const { owner, sid } of owners) {
       const activity = (got.get(owner) ?? []).filter((m) => m['type'] === 'activity');
       expect(activity.map((m) => m['sub'])).toEqual([sid]);

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { toCursor } from '../domain/cursor.ts';
 import type { ChainBlock, ChainTx, EventKind, Hex } from '../domain/types.ts';
-import { type SubscriptionFilter, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import { type Subscription, type SubscriptionFilter, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import { DeliveryLedger } from './DeliveryLedger.ts';
 import { type Encoding, type Frame, unpack } from './encode.ts';
 import { Fanout } from './Fanout.ts';
 
@@ -62,6 +63,8 @@ function block(transactions: readonly ChainTx[], chainId = CHAIN): ChainBlock {
   };
 }
 
+const LEDGER = new DeliveryLedger<Subscription<Owner>>();
+
 const BLOCKS: SubscriptionFilter = { channel: 'blocks', full: false, fullInput: false };
 const FULL: SubscriptionFilter = { channel: 'blocks', full: true, fullInput: false };
 const FULL_INPUT: SubscriptionFilter = { channel: 'blocks', full: true, fullInput: true };
@@ -93,7 +96,7 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 's1', CHAIN, ACTIVITY, [ALICE, BOB]);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]));
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
     const messages = received(owner);
     expect(messages).toHaveLength(1);
     expect(messages[0]?.['events']).toHaveLength(1);
@@ -104,7 +107,11 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'msgpack' };
     index.add(owner, 's1', CHAIN, ACTIVITY, [ALICE]);
-    fanout.publishBlock(block([tx(0, ALICE, BOB), tx(1, CAROL, ALICE), tx(2, BOB, CAROL), tx(3, ALICE, ALICE)]));
+    fanout.publishBlock(
+      block([tx(0, ALICE, BOB), tx(1, CAROL, ALICE), tx(2, BOB, CAROL), tx(3, ALICE, ALICE)]),
+      0,
+      LEDGER,
+    );
     const messages = received(owner);
     expect(messages).toHaveLength(1);
     const events = messages[0]?.['events'] as Array<{ txIndex: number }>;
@@ -116,7 +123,7 @@ describe('Fanout.publishBlock: activity', () => {
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 's7', CHAIN, ACTIVITY, [BOB]);
     const b = block([tx(0, ALICE, BOB, { status: 0 })]);
-    fanout.publishBlock(b);
+    fanout.publishBlock(b, 0, LEDGER);
     expect(received(owner)).toStrictEqual([
       {
         type: 'activity',
@@ -145,7 +152,7 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 's1', CHAIN, ACTIVITY, [DAVE, BOB, ALICE]);
-    fanout.publishBlock(block([tx(0, ALICE, CAROL), tx(1, CAROL, BOB), tx(2, DAVE, CAROL)]));
+    fanout.publishBlock(block([tx(0, ALICE, CAROL), tx(1, CAROL, BOB), tx(2, DAVE, CAROL)]), 0, LEDGER);
     const events = received(owner)[0]?.['events'] as Array<{ txIndex: number }>;
     expect(events.map((e) => e.txIndex)).toEqual([0, 1, 2]);
   });
@@ -156,7 +163,7 @@ describe('Fanout.publishBlock: activity', () => {
     const bystander: Owner = { encoding: 'msgpack' };
     index.add(watcher, 's1', CHAIN, ACTIVITY, [ALICE]);
     index.add(bystander, 's1', CHAIN, ACTIVITY, [DAVE]);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]));
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
     expect(calls.map((call) => call.owner)).toEqual([watcher]);
     expect(result.connections).toBe(1);
   });
@@ -165,7 +172,7 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, calls } = setup();
     index.add({ encoding: 'json' }, 's1', CHAIN + 1, ACTIVITY, [ALICE]);
     index.add({ encoding: 'json' }, 's2', CHAIN + 1, BLOCKS);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]));
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
     expect(calls).toEqual([]);
     expect(result).toEqual({ blockMessages: 0, activityMessages: 0, blockBytes: 0, activityBytes: 0, connections: 0 });
   });
@@ -175,7 +182,7 @@ describe('Fanout.publishBlock: activity', () => {
     index.add({ encoding: 'json' }, 's1', CHAIN, { channel: 'activity', kinds: new Set<EventKind>(['erc20']) }, [
       ALICE,
     ]);
-    fanout.publishBlock(block([tx(0, ALICE, BOB)]));
+    fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
     expect(calls).toEqual([]);
   });
 
@@ -183,7 +190,7 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'msgpack' };
     index.add(owner, 's1', CHAIN, ACTIVITY, [CREATED]);
-    fanout.publishBlock(block([tx(0, ALICE, null, { contractAddress: CREATED, input: LONG_INPUT })]));
+    fanout.publishBlock(block([tx(0, ALICE, null, { contractAddress: CREATED, input: LONG_INPUT })]), 0, LEDGER);
     const events = received(owner)[0]?.['events'];
     expect(events).toStrictEqual([
       {
@@ -205,7 +212,7 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 's1', CHAIN, ACTIVITY, [ALICE, CREATED]);
-    fanout.publishBlock(block([tx(0, ALICE, null, { contractAddress: CREATED })]));
+    fanout.publishBlock(block([tx(0, ALICE, null, { contractAddress: CREATED })]), 0, LEDGER);
     expect(received(owner)[0]?.['events']).toHaveLength(1);
   });
 
@@ -215,7 +222,7 @@ describe('Fanout.publishBlock: activity', () => {
     const two: Owner = { encoding: 'msgpack' };
     index.add(one, 's1', CHAIN, ACTIVITY, [ALICE]);
     index.add(two, 's1', CHAIN, ACTIVITY, [BOB]);
-    fanout.publishBlock(block([tx(0, ALICE, BOB)]));
+    fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
     expect(received(one)).toHaveLength(1);
     expect(received(two)).toHaveLength(1);
   });
@@ -227,7 +234,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 'b1', CHAIN, BLOCKS);
     const b = block([tx(0, ALICE, BOB), tx(1, BOB, ALICE)]);
-    fanout.publishBlock(b);
+    fanout.publishBlock(b, 0, LEDGER);
     expect(received(owner)).toStrictEqual([
       {
         type: 'block',
@@ -252,7 +259,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const owner: Owner = { encoding: 'msgpack' };
     index.add(owner, 'b1', CHAIN, BLOCKS);
     const { baseFeePerGas: _, ...legacy } = block([]);
-    fanout.publishBlock(legacy);
+    fanout.publishBlock(legacy, 0, LEDGER);
     expect(received(owner)[0]).not.toHaveProperty('baseFeePerGas');
   });
 
@@ -260,7 +267,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 'b1', CHAIN, FULL);
-    fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT }), tx(1, BOB, ALICE)]));
+    fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT }), tx(1, BOB, ALICE)]), 0, LEDGER);
     const transactions = received(owner)[0]?.['transactions'] as Array<Record<string, unknown>>;
     expect(transactions).toHaveLength(2);
     expect(transactions[0]?.['input']).toBe('0xa9059cbb');
@@ -284,7 +291,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'msgpack' };
     index.add(owner, 'b1', CHAIN, FULL_INPUT);
-    fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT })]));
+    fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT })]), 0, LEDGER);
     const transactions = received(owner)[0]?.['transactions'] as Array<Record<string, unknown>>;
     expect(transactions[0]?.['input']).toBe(LONG_INPUT);
   });
@@ -298,7 +305,7 @@ describe('Fanout.publishBlock: blocks', () => {
     index.add(full, 'b1', CHAIN, FULL);
     index.add(fullInput, 'b1', CHAIN, FULL_INPUT);
     index.add({ encoding: 'json' }, 'b2', CHAIN, BLOCKS);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT })]));
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT })]), 0, LEDGER);
     expect(received(plain)[0]).not.toHaveProperty('transactions');
     const cut = received(full)[0]?.['transactions'] as Array<Record<string, unknown>>;
     const whole = received(fullInput)[0]?.['transactions'] as Array<Record<string, unknown>>;
@@ -311,7 +318,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 'b1', CHAIN, { channel: 'blocks', full: false, fullInput: true });
-    fanout.publishBlock(block([tx(0, ALICE, BOB)]));
+    fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
     expect(received(owner)[0]).not.toHaveProperty('transactions');
   });
 
@@ -319,7 +326,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'msgpack' };
     index.add(owner, 'b1', CHAIN, FULL);
-    fanout.publishBlock(block([]));
+    fanout.publishBlock(block([]), 0, LEDGER);
     expect(received(owner)[0]).toMatchObject({ txCount: 0, transactions: [] });
   });
 });
@@ -332,7 +339,7 @@ describe('Fanout.publishBlock: per connection', () => {
     index.add(owner, 'a1', CHAIN, ACTIVITY, [ALICE]);
     index.add(owner, 'a2', CHAIN, ACTIVITY, [BOB]);
     index.add(owner, 'a3', CHAIN, ACTIVITY, [DAVE]);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]));
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
     expect(calls).toHaveLength(1);
     expect(calls[0]?.owner).toBe(owner);
     expect(calls[0]?.frames.map((frame) => decode(frame)['sub'])).toEqual(['b1', 'a1', 'a2']);
@@ -346,7 +353,7 @@ describe('Fanout.publishBlock: per connection', () => {
     index.add(one, 'b1', CHAIN, BLOCKS);
     index.add(two, 'a1', CHAIN, ACTIVITY, [ALICE]);
     index.add(one, 'a1', CHAIN, ACTIVITY, [BOB]);
-    fanout.publishBlock(block([tx(0, ALICE, BOB)]));
+    fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
     expect(calls.map((call) => call.owner)).toEqual([one, two]);
     expect(calls[0]?.frames).toHaveLength(2);
   });
@@ -357,7 +364,7 @@ describe('Fanout.publishBlock: per connection', () => {
     index.add(owner, 'b1', CHAIN, FULL);
     index.add(owner, 'a1', CHAIN, ACTIVITY, [ALICE]);
     const b = block([tx(0, ALICE, BOB)]);
-    fanout.publishBlock(b);
+    fanout.publishBlock(b, 0, LEDGER);
     const cursors = received(owner).map((message) => message['cursor']);
     expect(cursors).toEqual([toCursor(CHAIN, b), toCursor(CHAIN, b)]);
   });
@@ -368,7 +375,7 @@ describe('Fanout.publishBlock: per connection', () => {
     const msgpack: Owner = { encoding: 'msgpack' };
     index.add(json, 'b1', CHAIN, BLOCKS);
     index.add(msgpack, 'a1', CHAIN, ACTIVITY, [ALICE]);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]));
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
     const sizeOf = (owner: Owner): number =>
       calls
         .filter((call) => call.owner === owner)
@@ -385,7 +392,7 @@ describe('Fanout.publishBlock: per connection', () => {
     const msgpack: Owner = { encoding: 'msgpack' };
     index.add(json, 'b1', CHAIN, BLOCKS);
     index.add(msgpack, 'b1', CHAIN, BLOCKS);
-    fanout.publishBlock(block([]));
+    fanout.publishBlock(block([]), 0, LEDGER);
     expect(typeof calls.find((call) => call.owner === json)?.frames[0]).toBe('string');
     expect(calls.find((call) => call.owner === msgpack)?.frames[0]).toBeInstanceOf(Uint8Array);
   });
@@ -404,6 +411,8 @@ describe('Fanout.publishBlock: per connection', () => {
         tx(1, ALICE, null, { contractAddress: CREATED }),
         omit(tx(2, CAROL, ALICE, { gasPrice: '0x1' }), 'maxFeePerGas', 'maxPriorityFeePerGas'),
       ]),
+      0,
+      LEDGER,
     );
     expect(received(msgpack)).toHaveLength(2);
     expect(received(msgpack)).toStrictEqual(received(json));
@@ -417,6 +426,8 @@ describe('Fanout.publishBlock: per connection', () => {
     index.add(msgpack, 'b1', CHAIN, FULL_INPUT);
     fanout.publishBlock(
       block([tx(0, ALICE, BOB, { input: LONG_INPUT, contractAddress: CREATED, gasPrice: '0x1', status: 0 })]),
+      0,
+      LEDGER,
     );
     expect(received(msgpack)).toStrictEqual(received(json));
   });
@@ -428,25 +439,7 @@ describe('Fanout.publishBlock: per connection', () => {
     index.add(json, 'b1', CHAIN, FULL);
     index.add(msgpack, 'b1', CHAIN, FULL);
     // No status (no receipt), no contractAddress, no gasPrice (EIP-1559 tx).
-    fanout.publishBlock(block([omit(tx(0, ALICE, BOB), 'status')]));
+    fanout.publishBlock(block([omit(tx(0, ALICE, BOB), 'status')]), 0, LEDGER);
     expect(received(msgpack)).toStrictEqual(received(json));
-  });
-});
-
-describe('Fanout.catchUp', () => {
-  it('counts each frame once against the byte limit (an orphan without events adds nothing)', () => {
-    const { index, fanout, calls } = setup();
-    const owner: Owner = { encoding: 'json' };
-    const sub = index.add(owner, 's1', CHAIN, ACTIVITY, [ALICE]);
-    const withEvent = block([tx(0, ALICE, BOB)]);
-    const without = { ...block([tx(1, CAROL, DAVE)]), number: 41, hash: hash(41), parentHash: hash(40) };
-    // The only frame: the `removed` of the orphan that had ALICE's event.
-    expect(fanout.catchUp(sub, [withEvent, without], [], [], 1_000_000)).toBe(true);
-    const frame = calls.at(-1)?.frames[0] as string;
-    expect(calls.at(-1)?.frames).toHaveLength(1);
-    const exact = Buffer.byteLength(frame);
-    const again = index.add(owner, 's1', CHAIN, ACTIVITY, [ALICE]);
-    expect(fanout.catchUp(again, [withEvent, without], [], [], exact)).toBe(true);
-    expect(fanout.catchUp(again, [withEvent, without], [], [], exact - 1)).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 import { toCursor } from '../domain/cursor.ts';
-import type { ChainBlock, ChainTx, Hex, TxEvent } from '../domain/types.ts';
+import type { ChainBlock, ChainTx, TxEvent } from '../domain/types.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import { type DeliveryLedger, sentList } from './DeliveryLedger.ts';
 import {
   buildFrame,
   EncodedFields,
@@ -10,7 +11,7 @@ import {
   type Frame,
   type FramePrefix,
 } from './encode.ts';
-import { matchActivity, matchSubscription } from './matchActivity.ts';
+import { encodedActivity, encodedEvents, matchActivity, matchSubscription } from './matchActivity.ts';
 import { matchPending } from './matchPending.ts';
 
 /** What fan-out needs to know of a subscriber's connection. */
@@ -58,10 +59,6 @@ function toTx(tx: ChainTx, fullInput: boolean): Record<string, unknown> {
   if (tx.maxFeePerGas !== undefined) out['maxFeePerGas'] = tx.maxFeePerGas;
   if (tx.maxPriorityFeePerGas !== undefined) out['maxPriorityFeePerGas'] = tx.maxPriorityFeePerGas;
   return out;
-}
-
-function frameBytes(frame: Frame): number {
-  return typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength;
 }
 
 /** One pass's frames, gathered per connection and then written once per connection, in order. */
@@ -161,30 +158,19 @@ function partsOf(block: ChainBlock): BlockParts {
 
 /**
  * Fan-out of one block: matches it against the index, builds each subscription's one message
- * from parts encoded once per block, and hands every connection its frames together.
+ * from parts encoded once per block, and hands every connection its frames together. What was
+ * sent is kept in the chain's {@link DeliveryLedger}, for `removed`.
  */
 export class Fanout<O extends Peer> {
   readonly #index: SubscriptionIndex<O>;
   readonly #deliver: Deliver<O>;
   readonly #prefixes = new WeakMap<Subscription<O>, FramePrefix>();
   readonly #pendingPrefixes = new WeakMap<Subscription<O>, FramePrefix>();
-  readonly #windowBlocks: number;
-  /** The first block number each `blocks` subscription was sent: it has every later one. */
-  readonly #firstBlock = new WeakMap<Subscription<O>, number>();
-  /** What each activity subscription was sent, per block hash, for retraction (within the window). */
-  readonly #sentActivity = new Map<
-    Hex,
-    { readonly number: number; readonly sent: Map<Subscription<O>, EncodedValue[]> }
-  >();
+  readonly #removedPrefixes = new WeakMap<Subscription<O>, FramePrefix>();
 
-  /**
-   * @param windowBlocks how many recent blocks' deliveries are remembered for `removed`.
-   * @default 256
-   */
-  constructor(index: SubscriptionIndex<O>, deliver: Deliver<O>, windowBlocks = 256) {
+  constructor(index: SubscriptionIndex<O>, deliver: Deliver<O>) {
     this.#index = index;
     this.#deliver = deliver;
-    this.#windowBlocks = windowBlocks;
   }
 
   #prefix(sub: Subscription<O>): FramePrefix {
@@ -196,11 +182,20 @@ export class Fanout<O extends Peer> {
     return prefix;
   }
 
+  #removedPrefix(sub: Subscription<O>): FramePrefix {
+    let prefix = this.#removedPrefixes.get(sub);
+    if (prefix === undefined) {
+      prefix = encodePrefix('removed', sub.sid);
+      this.#removedPrefixes.set(sub, prefix);
+    }
+    return prefix;
+  }
+
   /**
    * Delivers one canonical block to every subscription of confirmation depth `confirmations`
-   * that it matches: at most one message each.
+   * that it matches: at most one message each. What was sent goes into `ledger`.
    */
-  publishBlock(block: ChainBlock, confirmations = 0): FanoutResult {
+  publishBlock(block: ChainBlock, confirmations: number, ledger: DeliveryLedger<Subscription<O>>): FanoutResult {
     const parts = partsOf(block);
     const batch = new FrameBatch<O>();
     let blockMessages = 0;
@@ -213,7 +208,7 @@ export class Fanout<O extends Peer> {
     const lastFrames: Array<{ fields: EncodedFields; sid: string; frame: Frame } | undefined> = [undefined, undefined];
     for (const sub of this.#index.blockSubscribers(block.chainId)) {
       if (sub.filter.channel !== 'blocks' || (sub.filter.confirmations ?? 0) !== confirmations) continue;
-      if (!this.#firstBlock.has(sub)) this.#firstBlock.set(sub, block.number);
+      ledger.noteFirstBlock(sub, block.number);
       const fields = parts.blockFields(sub.filter);
       const slot = sub.owner.encoding === 'json' ? 1 : 0;
       let last = lastFrames[slot];
@@ -227,49 +222,39 @@ export class Fanout<O extends Peer> {
 
     const matches = matchActivity(this.#index, block, confirmations);
     if (matches.size > 0) {
-      this.#remember(block, matches);
       const shared = parts.activityFields;
+      const entries = encodedActivity(block);
       // Most subscriptions match one event (popular addresses have many watchers): those with the
       // same event, id and encoding share the frame built for the first of them.
-      const single = new Map<EncodedValue, { sid: string; encoding: Encoding; frame: Frame }>();
-      for (const [sub, events] of matches) {
-        const only = events.length === 1 ? events[0] : undefined;
+      const single = new Map<number, { sid: string; encoding: Encoding; frame: Frame }>();
+      for (const [sub, indexes] of matches) {
+        const only = indexes.length === 1 ? (indexes[0] as number) : undefined;
         const built = only === undefined ? undefined : single.get(only);
         let frame: Frame;
         if (built !== undefined && built.sid === sub.sid && built.encoding === sub.owner.encoding) {
           frame = built.frame;
         } else {
+          const events = indexes.map((i) => (entries[i] as { encoded: EncodedValue }).encoded);
           frame = buildFrame(sub.owner.encoding, this.#prefix(sub), shared, events);
           if (only !== undefined) single.set(only, { sid: sub.sid, encoding: sub.owner.encoding, frame });
         }
         activityBytes += batch.add(sub.owner, frame);
         activityMessages++;
       }
+      ledger.record(block, matches);
     }
 
     const connections = batch.flush(this.#deliver);
     return { blockMessages, activityMessages, blockBytes, activityBytes, connections };
   }
 
-  #remember(block: ChainBlock, matches: Map<Subscription<O>, EncodedValue[]>): void {
-    const entry = this.#sentActivity.get(block.hash);
-    // The matches map is fan-out's own, made for this pass: kept as it is, not copied.
-    if (entry === undefined) this.#sentActivity.set(block.hash, { number: block.number, sent: matches });
-    else for (const [sub, events] of matches) entry.sent.set(sub, events);
-    // Insertion order is block order (a resume may add an older block late; it goes once the
-    // entries before it have), so the oldest entries come first.
-    for (const [hash, old] of this.#sentActivity) {
-      if (old.number > block.number - this.#windowBlocks) break;
-      this.#sentActivity.delete(hash);
-    }
-  }
-
   /**
    * Retracts a block that left the canonical chain from the subscriptions of depth
-   * `confirmations` that were sent something for it: a `removed` message each, naming the
-   * block (and, for activity, the events it had carried). Its cursor points at the parent.
+   * `confirmations` that were sent something for it (or, resumed past it, may hold it from
+   * before): a `removed` message each, naming the block (and, for activity, the events it had
+   * carried). Its cursor points at the parent.
    */
-  retractBlock(block: ChainBlock, confirmations = 0): FanoutResult {
+  retractBlock(block: ChainBlock, confirmations: number, ledger: DeliveryLedger<Subscription<O>>): FanoutResult {
     const batch = new FrameBatch<O>();
     let blockMessages = 0;
     let activityMessages = 0;
@@ -278,84 +263,70 @@ export class Fanout<O extends Peer> {
     const shared = partsOf(block).removedFields;
     for (const sub of this.#index.blockSubscribers(block.chainId)) {
       if ((sub.filter.confirmations ?? 0) !== confirmations) continue;
-      const first = this.#firstBlock.get(sub);
+      const first = ledger.firstBlock(sub);
       if (first === undefined || first > block.number) continue;
-      blockBytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, encodePrefix('removed', sub.sid), shared));
+      blockBytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, this.#removedPrefix(sub), shared));
       blockMessages++;
     }
-    const sent = this.#sentActivity.get(block.hash)?.sent;
+    const sent = ledger.sentAt(block.hash);
+    const retracted = new Set<Subscription<O>>();
     if (sent !== undefined) {
-      for (const [sub, events] of sent) {
+      for (const [sub, events] of [...sent]) {
         if ((sub.filter.confirmations ?? 0) !== confirmations || !this.#index.has(sub)) continue;
-        sent.delete(sub);
-        activityBytes += batch.add(
-          sub.owner,
-          buildFrame(sub.owner.encoding, encodePrefix('removed', sub.sid), shared, events),
+        ledger.forget(block.hash, sub);
+        retracted.add(sub);
+        const frame = buildFrame(
+          sub.owner.encoding,
+          this.#removedPrefix(sub),
+          shared,
+          encodedEvents(block, sentList(events)),
         );
+        activityBytes += batch.add(sub.owner, frame);
         activityMessages++;
       }
-      if (sent.size === 0) this.#sentActivity.delete(block.hash);
+    }
+    // Resumed subscriptions may hold this block from before their resume: what matches them now.
+    for (const [sub, through] of ledger.held()) {
+      if (through < block.number || retracted.has(sub) || (sub.filter.confirmations ?? 0) !== confirmations) continue;
+      if (!this.#index.has(sub)) continue;
+      const events = matchSubscription(sub, block);
+      if (events.length === 0) continue;
+      const frame = buildFrame(sub.owner.encoding, this.#removedPrefix(sub), shared, encodedEvents(block, events));
+      activityBytes += batch.add(sub.owner, frame);
+      activityMessages++;
     }
     const connections = batch.flush(this.#deliver);
     return { blockMessages, activityMessages, blockBytes, activityBytes, connections };
   }
 
+  /** The `removed` frame of an orphaned block for a subscription; `undefined` when it had nothing in it. */
+  removedFrame(sub: Subscription<O>, orphan: ChainBlock): Frame | undefined {
+    const fields = partsOf(orphan).removedFields;
+    if (sub.filter.channel === 'blocks') return buildFrame(sub.owner.encoding, this.#removedPrefix(sub), fields);
+    const events = matchSubscription(sub, orphan);
+    if (events.length === 0) return undefined;
+    return buildFrame(sub.owner.encoding, this.#removedPrefix(sub), fields, encodedEvents(orphan, events));
+  }
+
   /**
-   * Brings one subscription up to date from a resume point, before it goes live: `removed` for
-   * the orphaned blocks it may have seen (newest first), then the messages of the canonical
-   * `blocks` it missed, in order, as one write. `held` are the canonical blocks up to the resume
-   * point that the client may hold from before: they count as sent, so a later reorg of them
-   * retracts them too. When the frames would pass `maxBytes`, nothing is sent and `false` comes
-   * back (the client is told to resync instead of being cut off).
+   * The message a subscription would have had for a canonical block, with the indexes of its
+   * events (activity); `undefined` when the block has nothing for it.
    */
-  catchUp(
-    sub: Subscription<O>,
-    orphans: readonly ChainBlock[],
-    blocks: readonly ChainBlock[],
-    held: readonly ChainBlock[],
-    maxBytes: number,
-  ): boolean {
-    const frames: Frame[] = [];
-    let bytes = 0;
-    const add = (frame: Frame): void => {
-      frames.push(frame);
-      bytes += frameBytes(frame);
-    };
-    const removedPrefix = encodePrefix('removed', sub.sid);
+  replayFrame(sub: Subscription<O>, block: ChainBlock): { frame: Frame; events: number[] } | undefined {
+    const parts = partsOf(block);
     const filter = sub.filter;
-    for (const orphan of orphans) {
-      const fields = partsOf(orphan).removedFields;
-      if (filter.channel === 'blocks') add(buildFrame(sub.owner.encoding, removedPrefix, fields));
-      else {
-        const events = matchSubscription(sub, orphan);
-        if (events.length > 0) add(buildFrame(sub.owner.encoding, removedPrefix, fields, events));
-      }
+    if (filter.channel === 'blocks') {
+      return { frame: buildFrame(sub.owner.encoding, this.#prefix(sub), parts.blockFields(filter)), events: [] };
     }
-    const sent: Array<[ChainBlock, EncodedValue[]]> = [];
-    for (const block of blocks) {
-      if (bytes > maxBytes) return false;
-      const parts = partsOf(block);
-      if (filter.channel === 'blocks')
-        add(buildFrame(sub.owner.encoding, this.#prefix(sub), parts.blockFields(filter)));
-      else {
-        const events = matchSubscription(sub, block);
-        if (events.length === 0) continue;
-        add(buildFrame(sub.owner.encoding, this.#prefix(sub), parts.activityFields, events));
-        sent.push([block, events]);
-      }
-    }
-    if (bytes > maxBytes) return false;
-    const first = held[0] ?? blocks[0];
-    if (filter.channel === 'blocks' && first !== undefined) this.#firstBlock.set(sub, first.number);
-    if (filter.channel === 'activity') {
-      for (const block of held) {
-        const events = matchSubscription(sub, block);
-        if (events.length > 0) this.#remember(block, new Map([[sub, events]]));
-      }
-    }
-    for (const [block, events] of sent) this.#remember(block, new Map([[sub, events]]));
-    if (frames.length > 0) this.#deliver(sub.owner, frames);
-    return true;
+    const events = matchSubscription(sub, block);
+    if (events.length === 0) return undefined;
+    const frame = buildFrame(sub.owner.encoding, this.#prefix(sub), parts.activityFields, encodedEvents(block, events));
+    return { frame, events };
+  }
+
+  /** Writes frames to one connection, in order, in one go. */
+  deliver(owner: O, frames: readonly Frame[]): void {
+    if (frames.length > 0) this.#deliver(owner, frames);
   }
 
   /**
@@ -380,4 +351,9 @@ export class Fanout<O extends Peer> {
     }
     return { messages: matches.size, bytes, connections: batch.flush(this.#deliver) };
   }
+}
+
+/** The size of a frame in bytes. */
+export function frameBytes(frame: Frame): number {
+  return typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength;
 }

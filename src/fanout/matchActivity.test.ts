@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ChainBlock, ChainTx, EventKind, Hex, TokenTransferEvent } from '../domain/types.ts';
 import { SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import { DeliveryLedger } from './DeliveryLedger.ts';
 import { type Encoding, type Frame, unpack } from './encode.ts';
 import { Fanout } from './Fanout.ts';
 
@@ -87,6 +88,8 @@ describe.each(['json', 'msgpack'] as const)('token activity fan-out (%s)', (enco
     index.add({ encoding }, 's1', CHAIN, { channel: 'activity', kinds: new Set(kinds) }, addresses);
     fanout.publishBlock(
       block([tx(0, ALICE, BOB), tx(1, OPERATOR, TOKEN, [erc20, erc721, batchItem(0), batchItem(1)])]),
+      0,
+      new DeliveryLedger(),
     );
     return frames.map((f) => (typeof f === 'string' ? JSON.parse(f) : unpack(f)) as Record<string, unknown>);
   }

@@ -11,6 +11,7 @@ export interface EncodedActivity {
 }
 
 const cache = new WeakMap<ChainBlock, readonly EncodedActivity[]>();
+const byAddressCache = new WeakMap<ChainBlock, ReadonlyMap<Hex, readonly number[]>>();
 
 /** The block's activity events ready to splice into frames; computed once per block. */
 export function encodedActivity(block: ChainBlock): readonly EncodedActivity[] {
@@ -26,19 +27,46 @@ export function encodedActivity(block: ChainBlock): readonly EncodedActivity[] {
   return entries;
 }
 
+/** The encoded events at `indexes` of {@link encodedActivity}, in that order. */
+export function encodedEvents(block: ChainBlock, indexes: readonly number[]): EncodedValue[] {
+  const entries = encodedActivity(block);
+  return indexes.map((i) => (entries[i] as EncodedActivity).encoded);
+}
+
+/** address → indexes of the block's events that name it, ascending; built once per block, on first use. */
+function eventsByAddress(block: ChainBlock): ReadonlyMap<Hex, readonly number[]> {
+  let map = byAddressCache.get(block);
+  if (map === undefined) {
+    const built = new Map<Hex, number[]>();
+    encodedActivity(block).forEach((entry, i) => {
+      for (const address of entry.addresses) {
+        const list = built.get(address);
+        if (list === undefined) built.set(address, [i]);
+        else if (list[list.length - 1] !== i) list.push(i);
+      }
+    });
+    map = built;
+    byAddressCache.set(block, map);
+  }
+  return map;
+}
+
 /**
  * Matches a block against every activity subscription of the index whose confirmation depth is
- * `confirmations`: each subscription's events, in block order, each event at most once.
+ * `confirmations`: each subscription's events, as indexes into {@link encodedActivity}, in block
+ * order, each event at most once.
  */
 export function matchActivity<O>(
   index: SubscriptionIndex<O>,
   block: ChainBlock,
   confirmations: number,
-): Map<Subscription<O>, EncodedValue[]> {
-  const matches = new Map<Subscription<O>, EncodedValue[]>();
+): Map<Subscription<O>, number[]> {
+  const matches = new Map<Subscription<O>, number[]>();
   // A block names popular addresses many times: look each up in the (large, cache-cold) index once.
   const looked = new Map<Hex, Iterable<Subscription<O>>>();
-  for (const entry of encodedActivity(block)) {
+  const entries = encodedActivity(block);
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i] as EncodedActivity;
     for (const address of entry.addresses) {
       let watchers = looked.get(address);
       if (watchers === undefined) {
@@ -50,24 +78,44 @@ export function matchActivity<O>(
         if (filter.channel !== 'activity' || (filter.confirmations ?? 0) !== confirmations) continue;
         if (!filter.kinds.has(entry.kind)) continue;
         const list = matches.get(sub);
-        if (list === undefined) matches.set(sub, [entry.encoded]);
+        if (list === undefined) matches.set(sub, [i]);
         // An event matched on several of one subscription's addresses is sent once.
-        else if (list[list.length - 1] !== entry.encoded) list.push(entry.encoded);
+        else if (list[list.length - 1] !== i) list.push(i);
       }
     }
   }
   return matches;
 }
 
-/** The events of a block for one activity subscription (for replay and retraction). */
-export function matchSubscription<O>(sub: Subscription<O>, block: ChainBlock): EncodedValue[] {
+/**
+ * The events of a block for one activity subscription (for replay and retraction), as indexes
+ * into {@link encodedActivity}, ascending. Costs one lookup per watched address when the
+ * subscription watches fewer addresses than the block has events, one per event address otherwise.
+ */
+export function matchSubscription<O>(sub: Subscription<O>, block: ChainBlock): number[] {
   const filter = sub.filter;
   if (filter.channel !== 'activity') return [];
-  const out: EncodedValue[] = [];
-  for (const entry of encodedActivity(block)) {
-    if (filter.kinds.has(entry.kind) && entry.addresses.some((a) => sub.addresses.has(a))) {
-      out.push(entry.encoded);
+  const entries = encodedActivity(block);
+  if (entries.length === 0) return [];
+  const out: number[] = [];
+  if (sub.addresses.size < entries.length) {
+    const byAddress = eventsByAddress(block);
+    let sorted = true;
+    for (const address of sub.addresses) {
+      const found = byAddress.get(address);
+      if (found === undefined) continue;
+      for (const i of found) {
+        if (!filter.kinds.has((entries[i] as EncodedActivity).kind)) continue;
+        if (out.length > 0 && i <= (out[out.length - 1] as number)) sorted = false;
+        out.push(i);
+      }
     }
+    if (sorted) return out;
+    return [...new Set(out)].sort((a, b) => a - b);
+  }
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i] as EncodedActivity;
+    if (filter.kinds.has(entry.kind) && entry.addresses.some((a) => sub.addresses.has(a))) out.push(i);
   }
   return out;
 }

@@ -8,6 +8,8 @@ import type { ChainBlock, Hex } from '../domain/types.ts';
 export class ChainHistory {
   readonly #windowBlocks: number;
   readonly #canonical = new Map<number, ChainBlock>();
+  /** The canonical blocks by hash (the same blocks as {@link #canonical}). */
+  readonly #canonicalByHash = new Map<Hex, ChainBlock>();
   readonly #orphans = new Map<Hex, ChainBlock>();
   #head: ChainBlock | undefined;
 
@@ -33,10 +35,12 @@ export class ChainHistory {
 
   /** Appends a canonical block (its parent is the head, or the history is empty or was cut). */
   apply(block: ChainBlock): void {
+    this.#drop(block.number);
     this.#canonical.set(block.number, block);
+    this.#canonicalByHash.set(block.hash, block);
     this.#head = block;
     const dropBelow = block.number - this.#windowBlocks;
-    this.#canonical.delete(dropBelow);
+    this.#drop(dropBelow);
     if (this.#orphans.size > 0) {
       for (const [hash, orphan] of this.#orphans) if (orphan.number <= dropBelow) this.#orphans.delete(hash);
     }
@@ -47,17 +51,14 @@ export class ChainHistory {
     const head = this.#head;
     if (head === undefined || head.hash !== hash) {
       // Not the head: only possible after a cut of the window (a reorg deeper than it).
-      for (const [n, block] of this.#canonical) {
-        if (block.hash === hash) {
-          this.#canonical.delete(n);
-          this.#orphans.set(hash, block);
-          return block;
-        }
-      }
-      return undefined;
+      const block = this.#canonicalByHash.get(hash);
+      if (block === undefined) return undefined;
+      this.#drop(block.number);
+      this.#addOrphan(block);
+      return block;
     }
-    this.#canonical.delete(head.number);
-    this.#orphans.set(hash, head);
+    this.#drop(head.number);
+    this.#addOrphan(head);
     this.#head = this.#canonical.get(head.number - 1);
     return head;
   }
@@ -71,7 +72,26 @@ export class ChainHistory {
   byHash(hash: Hex): { block: ChainBlock; canonical: boolean } | undefined {
     const orphan = this.#orphans.get(hash);
     if (orphan !== undefined) return { block: orphan, canonical: false };
-    for (const block of this.#canonical.values()) if (block.hash === hash) return { block, canonical: true };
-    return undefined;
+    const block = this.#canonicalByHash.get(hash);
+    return block === undefined ? undefined : { block, canonical: true };
+  }
+
+  /**
+   * Keeps a retracted block. A node that keeps switching branches without moving on could make
+   * new orphans without end: past twice the window, the oldest kept goes first.
+   */
+  #addOrphan(block: ChainBlock): void {
+    this.#orphans.set(block.hash, block);
+    if (this.#orphans.size <= 2 * this.#windowBlocks) return;
+    const oldest = this.#orphans.keys().next().value;
+    if (oldest !== undefined) this.#orphans.delete(oldest);
+  }
+
+  /** Takes the canonical block at `number` out (both indexes), if one is there. */
+  #drop(number: number): void {
+    const block = this.#canonical.get(number);
+    if (block === undefined) return;
+    this.#canonical.delete(number);
+    this.#canonicalByHash.delete(block.hash);
   }
 }

@@ -48,10 +48,13 @@ function includes<O>(watchers: Watchers<O> | undefined, sub: Subscription<O>): b
 
 /**
  * A subscription's own list of addresses: an array (membership is asked of the index, which
- * has it anyway), so each watched address costs one slot here and one entry there.
+ * has it anyway), so each watched address costs one slot here and one entry there. A detached
+ * subscription (made, not yet live) answers membership from a Set of its own until it goes live.
  */
 class AddressList implements AddressSet {
   list: Hex[] = [];
+  /** Membership while the subscription is detached; dropped when it goes live. */
+  detached: Set<Hex> | undefined;
   readonly #has: (address: Hex) => boolean;
 
   constructor(has: (address: Hex) => boolean) {
@@ -63,7 +66,7 @@ class AddressList implements AddressSet {
   }
 
   has(address: Hex): boolean {
-    return this.#has(address);
+    return this.detached === undefined ? this.#has(address) : this.detached.has(address);
   }
 
   [Symbol.iterator](): Iterator<Hex> {
@@ -102,7 +105,7 @@ export class SubscriptionIndex<O> {
     return this.#watchedAddresses;
   }
 
-  /** Creates a subscription and indexes it (and its addresses). */
+  /** Creates a subscription and indexes it (and its addresses): it is live at once. */
   add(
     owner: O,
     sid: string,
@@ -110,16 +113,42 @@ export class SubscriptionIndex<O> {
     filter: SubscriptionFilter,
     addresses: Iterable<Hex> = [],
   ): Subscription<O> {
-    const sub: Subscription<O> = {
-      sid,
-      owner,
-      chainId,
-      filter,
-      addresses: new AddressList((address) => includes(this.#byAddress.get(chainId)?.get(address), sub)),
-    };
+    const sub = this.create(owner, sid, chainId, filter, addresses);
+    this.activate(sub);
+    return sub;
+  }
+
+  /**
+   * Creates a subscription without indexing it: it matches nothing live (a resume replays to it
+   * first) and is not counted until {@link activate}. Its addresses are deduplicated.
+   */
+  create(
+    owner: O,
+    sid: string,
+    chainId: number,
+    filter: SubscriptionFilter,
+    addresses: Iterable<Hex> = [],
+  ): Subscription<O> {
+    const own = new AddressList((address) => includes(this.#byAddress.get(chainId)?.get(address), sub));
+    const sub: Subscription<O> = { sid, owner, chainId, filter, addresses: own };
+    if (filter.channel === 'activity') {
+      own.detached = new Set(addresses);
+      own.list = [...own.detached];
+    }
+    return sub;
+  }
+
+  /** Indexes a subscription made by {@link create}: from now on it is live. Activating it again does nothing. */
+  activate(sub: Subscription<O>): void {
+    if (this.#live.has(sub)) return;
+    const own = sub.addresses as AddressList;
+    const addresses = own.list;
+    own.list = [];
+    own.detached = undefined;
     this.#live.add(sub);
     this.#subscriptions++;
     this.#countDepth(sub, 1);
+    const { chainId, filter } = sub;
     if (filter.channel === 'blocks') {
       let set = this.#blocks.get(chainId);
       if (set === undefined) {
@@ -131,10 +160,9 @@ export class SubscriptionIndex<O> {
       this.watch(sub, addresses);
       if (filter.pending === true) this.#pendingByChain.set(chainId, this.pendingSubscriptions(chainId) + 1);
     }
-    return sub;
   }
 
-  /** Removes a subscription and all its addresses; removing it again does nothing. */
+  /** Removes a subscription and all its addresses; removing it again (or one never activated) does nothing. */
   remove(sub: Subscription<O>): void {
     if (!this.#live.delete(sub)) return;
     this.#subscriptions--;

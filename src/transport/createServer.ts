@@ -5,6 +5,8 @@ import { type BlockRef, EVENT_KINDS, type EventKind, type Hex } from '../domain/
 import { type Encoding, encodeMessage, type Frame } from '../fanout/encode.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import { addressKey, clientAddress, normalizeIp } from './clientAddress.ts';
+import { openFilesCounter, openFilesLimit } from './descriptors.ts';
 import { LIVE_PAGE_CSP, LIVE_PAGE_HTML } from './livePage.ts';
 import { parseRequest, type Request, type RequestId } from './parseRequest.ts';
 
@@ -21,10 +23,26 @@ export interface Limits {
   /** Client messages per second per connection (a burst of as many is allowed). @default 100 */
   readonly maxRequestsPerSecond: number;
   /**
-   * Open connections per remote IP address; past it the upgrade is refused with HTTP 429. 0 means
-   * no limit (the default: many phones share one carrier-grade NAT address). @default 0
+   * Open connections per client address (an IPv6 /64 counts as one); past it the upgrade is
+   * refused with HTTP 429. 0 means no limit. @default 500
    */
   readonly maxConnectionsPerIp: number;
+}
+
+/** Bounds over all connections: past them new work is refused, never admitted until memory runs out. */
+export interface Capacity {
+  /** Open connections in all; past it an upgrade is refused with HTTP 503. */
+  readonly maxConnections: number;
+  /** Watched (subscription, address) pairs in all; past it `subscribe` and `update` get `OVERLOADED`. */
+  readonly maxWatchedAddresses: number;
+}
+
+/** Where a resume stands, as {@link ChainDirectory.resume} started it. */
+export interface ResumeTicket {
+  /** `done`: finished within the call; `queued`: waits its turn; `full`: refused, nothing was done. */
+  readonly status: 'done' | 'queued' | 'full';
+  /** Abandons it (the subscription ended first). */
+  readonly cancel: () => void;
 }
 
 /** The chains the gateway follows, as the transport sees them. */
@@ -36,10 +54,21 @@ export interface ChainDirectory {
   /** Whether every chain's head is fresh (for `/readyz`). */
   readonly ready: () => boolean;
   /**
-   * Resumes `sub` from a client's cursor: sends what it missed and returns true, or sends
-   * nothing and returns false (PROTOCOL.md, Resume). At most `maxBytes` are sent.
+   * Resumes `sub` (made, not live) from a client's cursor (PROTOCOL.md, Resume): sends what it
+   * missed, at most `maxBytes`, then calls `onDone(true)`, at once or later, in turn with other
+   * resumes; or sends nothing and calls `onDone(false)`. `onDone` must make the subscription live
+   * before it returns. A `full` ticket calls nothing: the queue of resumes was full.
    */
-  readonly resume: (sub: Subscription<Connection>, cursor: CursorPosition, maxBytes: number) => boolean;
+  readonly resume: (
+    sub: Subscription<Connection>,
+    cursor: CursorPosition | undefined,
+    maxBytes: number,
+    onDone: (recovered: boolean) => void,
+  ) => ResumeTicket;
+  /** Forgets what was kept for a subscription that ended. */
+  readonly release: (sub: Subscription<Connection>) => void;
+  /** A delay to suggest to a client whose resume was refused for a full queue, in ms. */
+  readonly retryAfterMs: () => number;
   /**
    * The cursor of the last block a subscription's depth has been sent: everything up to it has
    * been written (a quiet subscription can resume from there).
@@ -57,17 +86,26 @@ export interface ServerOptions {
   /** Largest `confirmations` a subscription may ask for (reported in `welcome.limits`). @default 64 */
   readonly maxConfirmations: number;
   readonly limits: Limits;
+  readonly capacity: Capacity;
+  /** Addresses of reverse proxies whose `X-Forwarded-For` names the client. @default [] */
+  readonly trustedProxies?: readonly string[];
   readonly chains: ChainDirectory;
   readonly index: SubscriptionIndex<Connection>;
   readonly metrics: Metrics;
+  /** Operational events worth a log line (accepting paused or resumed). */
+  readonly log?: (message: string) => void;
 }
 
 /** A client connection's state (the uWS user data). */
 export interface Connection {
-  /** The remote address, as text. */
+  /** The client's address, as text (see {@link clientAddress}). */
   readonly ip: string;
+  /** What the per-address limit counts it by (see {@link addressKey}). */
+  readonly ipKey: string;
   readonly encoding: Encoding;
   readonly subs: Map<string, Subscription<Connection>>;
+  /** Subscriptions still being resumed (not live yet): how to abandon each. */
+  readonly resuming: Map<string, { cancel: (() => void) | undefined }>;
   addressCount: number;
   nextSid: number;
   tokens: number;
@@ -114,13 +152,24 @@ const ENCODINGS: readonly string[] = ['msgpack', 'json'];
 /** The activity kinds this gateway decodes; a subscription without `kinds` gets all of them. */
 const SERVED_KINDS: ReadonlySet<EventKind> = new Set(EVENT_KINDS);
 
+/** Resumes a connection may have waiting at once; more are told to try again (PROTOCOL.md). */
+export const MAX_QUEUED_RESUMES_PER_CONNECTION = 16;
+/** How often the open-files count is looked at, in ms (a listing where the count is not cheap: every second). */
+const DESCRIPTOR_CHECK_MS = 100;
+
 /** Starts the WebSocket + HTTP server of protocol v1 (PROTOCOL.md) on one port. */
 export function createServer(options: ServerOptions): Promise<Server> {
   assertNativeUws();
-  const { limits, index, metrics, chains } = options;
+  const { limits, capacity, index, metrics, chains } = options;
+  const trusted = new Set((options.trustedProxies ?? []).map(normalizeIp));
+  const log = options.log ?? (() => undefined);
   const open = new Set<Connection>();
-  /** Connections per remote address, from upgrade to close. */
+  /** Connections per client address key, from upgrade to close. */
   const perIp = new Map<string, number>();
+  /** Connections from upgrade to close (open ones and those whose upgrade is under way). */
+  let connectionCount = 0;
+  /** Watched (subscription, address) pairs over every connection, live or resuming. */
+  let watchedTotal = 0;
   let closing = false;
 
   const updateIndexGauges = (): void => {
@@ -143,9 +192,15 @@ export function createServer(options: ServerOptions): Promise<Server> {
     if (status === 2) end(conn, CloseCode.slowConsumer, 'slow consumer', 'slow_consumer');
   };
 
-  const sendError = (conn: Connection, id: RequestId | undefined, code: ProtocolErrorCode, message: string): void => {
+  const sendError = (
+    conn: Connection,
+    id: RequestId | undefined,
+    code: ProtocolErrorCode,
+    message: string,
+    extra: Record<string, unknown> = {},
+  ): void => {
     metrics.errors.inc({ code });
-    send(conn, { type: 'error', ...(id === undefined ? {} : { id }), code, message });
+    send(conn, { type: 'error', ...(id === undefined ? {} : { id }), code, message, ...extra });
   };
 
   const headOf = (chainId: number): { number: number; hash: Hex } | null => {
@@ -166,6 +221,42 @@ export function createServer(options: ServerOptions): Promise<Server> {
     if (conn.tokens < 1) return false;
     conn.tokens -= 1;
     return true;
+  };
+
+  /** Room for `more` watched addresses: on this connection, and in all. Answers the error when there is none. */
+  const roomForAddresses = (conn: Connection, id: RequestId | undefined, more: number): boolean => {
+    if (conn.addressCount + more > limits.maxAddresses) {
+      sendError(conn, id, 'TOO_MANY_ADDRESSES', `at most ${limits.maxAddresses} addresses per connection`);
+      return false;
+    }
+    if (more > 0 && watchedTotal + more > capacity.maxWatchedAddresses) {
+      sendError(
+        conn,
+        id,
+        'OVERLOADED',
+        `this gateway watches as many addresses as it may (${capacity.maxWatchedAddresses}): try another gateway or later`,
+      );
+      return false;
+    }
+    return true;
+  };
+
+  const countAddresses = (conn: Connection, delta: number): void => {
+    conn.addressCount += delta;
+    watchedTotal += delta;
+  };
+
+  /** Ends a subscription of a connection, live or resuming; frees what it held. */
+  const dropSub = (conn: Connection, sub: Subscription<Connection>): void => {
+    const resuming = conn.resuming.get(sub.sid);
+    if (resuming !== undefined) {
+      conn.resuming.delete(sub.sid);
+      resuming.cancel?.();
+    }
+    conn.subs.delete(sub.sid);
+    countAddresses(conn, -sub.addresses.size);
+    index.remove(sub);
+    chains.release(sub);
   };
 
   const subscribe = (conn: Connection, request: Extract<Request, { op: 'subscribe' }>): void => {
@@ -192,7 +283,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
     let sub: Subscription<Connection>;
     const sid = `s${++conn.nextSid}`;
     if (request.channel === 'blocks') {
-      sub = index.add(conn, sid, chainId, {
+      sub = index.create(conn, sid, chainId, {
         channel: 'blocks',
         full: request.full,
         fullInput: request.fullInput,
@@ -204,11 +295,8 @@ export function createServer(options: ServerOptions): Promise<Server> {
         sendError(conn, id, 'UNSUPPORTED', `kinds ${undecoded.join(', ')} are not decoded by this gateway yet`);
         return;
       }
-      if (conn.addressCount + request.addresses.length > limits.maxAddresses) {
-        sendError(conn, id, 'TOO_MANY_ADDRESSES', `at most ${limits.maxAddresses} addresses per connection`);
-        return;
-      }
-      sub = index.add(
+      if (!roomForAddresses(conn, id, request.addresses.length)) return;
+      sub = index.create(
         conn,
         sid,
         chainId,
@@ -220,27 +308,60 @@ export function createServer(options: ServerOptions): Promise<Server> {
         },
         request.addresses,
       );
-      conn.addressCount += sub.addresses.size;
     }
+    const goLive = (recovered: boolean | undefined): void => {
+      // The subscription may have ended while it waited (unsubscribe, close): nothing to do then.
+      if (conn.closed || conn.subs.get(sid) !== sub) return;
+      index.activate(sub);
+      updateIndexGauges();
+      if (recovered !== undefined) metrics.resumes.inc({ recovered: String(recovered) });
+      send(conn, {
+        type: 'subscribed',
+        ...(id === undefined ? {} : { id }),
+        sub: sid,
+        channel: request.channel,
+        chainId,
+        head: headOf(chainId),
+        ...(recovered === undefined ? {} : { recovered }),
+        ...cursorOf(sub),
+      });
+    };
     conn.subs.set(sid, sub);
-    updateIndexGauges();
-    let recovered: boolean | undefined;
-    if (request.from !== undefined) {
-      // Synchronous: no block is published between the catch-up and going live.
-      const cursor = parseCursor(request.from);
-      recovered = cursor !== undefined && chains.resume(sub, cursor, limits.maxBackpressureBytes);
-      metrics.resumes.inc({ recovered: String(recovered) });
+    countAddresses(conn, sub.addresses.size);
+    if (request.from === undefined) {
+      goLive(undefined);
+      return;
     }
-    send(conn, {
-      type: 'subscribed',
-      ...(id === undefined ? {} : { id }),
-      sub: sid,
-      channel: request.channel,
-      chainId,
-      head: headOf(chainId),
-      ...(recovered === undefined ? {} : { recovered }),
-      ...cursorOf(sub),
+    if (conn.resuming.size >= MAX_QUEUED_RESUMES_PER_CONNECTION) {
+      conn.subs.delete(sid);
+      countAddresses(conn, -sub.addresses.size);
+      const retryAfterMs = chains.retryAfterMs();
+      sendError(
+        conn,
+        id,
+        'TRY_AGAIN',
+        `at most ${MAX_QUEUED_RESUMES_PER_CONNECTION} resumes of one connection wait at once`,
+        { retryAfterMs },
+      );
+      return;
+    }
+    // Replayed in turn with other resumes; live once everything it missed was written.
+    const state: { cancel: (() => void) | undefined } = { cancel: undefined };
+    conn.resuming.set(sid, state);
+    const ticket = chains.resume(sub, parseCursor(request.from), limits.maxBackpressureBytes, (recovered) => {
+      if (conn.resuming.get(sid) === state) conn.resuming.delete(sid);
+      goLive(recovered);
     });
+    if (ticket.status === 'full') {
+      conn.resuming.delete(sid);
+      conn.subs.delete(sid);
+      countAddresses(conn, -sub.addresses.size);
+      sendError(conn, id, 'TRY_AGAIN', 'too many resumes wait for their replay on this gateway', {
+        retryAfterMs: chains.retryAfterMs(),
+      });
+      return;
+    }
+    if (conn.resuming.get(sid) === state) state.cancel = ticket.cancel;
   };
 
   /** The connection's subscription a request names; answers UNKNOWN_SUBSCRIPTION when none. */
@@ -250,7 +371,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
   ): Subscription<Connection> | undefined => {
     const sub = conn.subs.get(request.sub);
     if (sub === undefined) {
-      const named = JSON.stringify(request.sub);
+      const named = JSON.stringify(request.sub.slice(0, 40));
       sendError(conn, request.id, 'UNKNOWN_SUBSCRIPTION', `no subscription ${named} on this connection`);
     }
     return sub;
@@ -268,17 +389,20 @@ export function createServer(options: ServerOptions): Promise<Server> {
       );
       return;
     }
-    // Removals apply before additions; check the limit before changing anything.
+    if (conn.resuming.has(sub.sid)) {
+      sendError(conn, request.id, 'TRY_AGAIN', `subscription ${sub.sid} is still resuming: update it once subscribed`, {
+        retryAfterMs: chains.retryAfterMs(),
+      });
+      return;
+    }
+    // Removals apply before additions; check the limits before changing anything.
     const removing = new Set(request.remove);
     let delta = 0;
     for (const address of removing) if (sub.addresses.has(address)) delta--;
     for (const address of request.add) if (!sub.addresses.has(address) || removing.has(address)) delta++;
-    if (conn.addressCount + delta > limits.maxAddresses) {
-      sendError(conn, request.id, 'TOO_MANY_ADDRESSES', `at most ${limits.maxAddresses} addresses per connection`);
-      return;
-    }
-    conn.addressCount -= index.unwatch(sub, removing);
-    conn.addressCount += index.watch(sub, request.add);
+    if (!roomForAddresses(conn, request.id, delta)) return;
+    countAddresses(conn, -index.unwatch(sub, removing));
+    countAddresses(conn, index.watch(sub, request.add));
     updateIndexGauges();
     send(conn, {
       type: 'updated',
@@ -291,9 +415,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
   const unsubscribe = (conn: Connection, request: Extract<Request, { op: 'unsubscribe' }>): void => {
     const sub = findSub(conn, request);
     if (sub === undefined) return;
-    conn.subs.delete(sub.sid);
-    conn.addressCount -= sub.addresses.size;
-    index.remove(sub);
+    dropSub(conn, sub);
     updateIndexGauges();
     send(conn, { type: 'unsubscribed', ...(request.id === undefined ? {} : { id: request.id }), sub: sub.sid });
   };
@@ -334,6 +456,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
         // Every frame of every block up to each position was written before this pong.
         const cursors: Record<string, string> = {};
         for (const [sid, sub] of conn.subs) {
+          if (conn.resuming.has(sid)) continue;
           const cursor = chains.position(sub);
           if (cursor !== undefined) cursors[sid] = cursor;
         }
@@ -361,6 +484,22 @@ export function createServer(options: ServerOptions): Promise<Server> {
     });
   };
 
+  /** Refuses an upgrade: the status, a line saying why, and the connection closed (nothing opens). */
+  const refuse = (
+    res: uWS.HttpResponse,
+    status: string,
+    body: string,
+    reason: 'per_ip' | 'capacity' | 'bad_request' | 'shutdown',
+    retryAfterSec?: number,
+  ): void => {
+    metrics.refusals.inc({ reason });
+    res.cork(() => {
+      res.writeStatus(status).writeHeader('content-type', 'text/plain; charset=utf-8');
+      if (retryAfterSec !== undefined) res.writeHeader('retry-after', String(retryAfterSec));
+      res.end(body, true);
+    });
+  };
+
   const app = uWS
     .App()
     .ws<Connection>('/v1', {
@@ -373,27 +512,52 @@ export function createServer(options: ServerOptions): Promise<Server> {
       idleTimeout: options.idleTimeoutSec,
       sendPingsAutomatically: true,
       upgrade: (res, req, context) => {
+        // uWS's request lives only until this returns: read everything first.
         const encoding = new URLSearchParams(req.getQuery() ?? '').get('encoding') ?? 'msgpack';
+        const forwardedFor = trusted.size > 0 ? req.getHeader('x-forwarded-for') : '';
+        const key = req.getHeader('sec-websocket-key');
+        const protocol = req.getHeader('sec-websocket-protocol');
+        const extensions = req.getHeader('sec-websocket-extensions');
         if (closing) {
-          httpText(res, '503 Service Unavailable', 'shutting down\n');
+          refuse(res, '503 Service Unavailable', 'shutting down\n', 'shutdown', 1);
           return;
         }
         if (!ENCODINGS.includes(encoding)) {
-          httpText(res, '400 Bad Request', 'encoding must be msgpack or json\n');
+          refuse(res, '400 Bad Request', 'encoding must be msgpack or json\n', 'bad_request');
           return;
         }
-        const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
-        if (limits.maxConnectionsPerIp > 0 && (perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
+        if (connectionCount >= capacity.maxConnections) {
+          refuse(
+            res,
+            '503 Service Unavailable',
+            `this gateway holds as many connections as it may (${capacity.maxConnections})\n`,
+            'capacity',
+            5,
+          );
+          return;
+        }
+        const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), forwardedFor, trusted);
+        const ipKey = addressKey(ip);
+        if (limits.maxConnectionsPerIp > 0 && (perIp.get(ipKey) ?? 0) >= limits.maxConnectionsPerIp) {
           metrics.errors.inc({ code: 'TOO_MANY_CONNECTIONS' });
-          httpText(res, '429 Too Many Requests', `at most ${limits.maxConnectionsPerIp} connections per address\n`);
+          refuse(
+            res,
+            '429 Too Many Requests',
+            `at most ${limits.maxConnectionsPerIp} connections per address\n`,
+            'per_ip',
+            5,
+          );
           return;
         }
-        // Counted from the upgrade on, so a burst of upgrades cannot slip past the limit.
-        perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
+        // Counted from the upgrade on, so a burst of upgrades cannot slip past the limits.
+        perIp.set(ipKey, (perIp.get(ipKey) ?? 0) + 1);
+        connectionCount++;
         const conn: Connection = {
           ip,
+          ipKey,
           encoding: encoding as Encoding,
           subs: new Map(),
+          resuming: new Map(),
           addressCount: 0,
           nextSid: 0,
           tokens: limits.maxRequestsPerSecond,
@@ -403,13 +567,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
           closed: false,
           ws: undefined,
         };
-        res.upgrade(
-          conn,
-          req.getHeader('sec-websocket-key'),
-          req.getHeader('sec-websocket-protocol'),
-          req.getHeader('sec-websocket-extensions'),
-          context,
-        );
+        res.upgrade(conn, key, protocol, extensions, context);
       },
       open: (ws) => {
         const conn = ws.getUserData();
@@ -433,14 +591,14 @@ export function createServer(options: ServerOptions): Promise<Server> {
         if (!conn.closed && code === 1006 && Buffer.from(message).toString() === INVALID_UTF8_REASON) {
           metrics.closes.inc({ reason: 'invalid_utf8' });
         }
-        const left = (perIp.get(conn.ip) ?? 1) - 1;
-        if (left > 0) perIp.set(conn.ip, left);
-        else perIp.delete(conn.ip);
+        const left = (perIp.get(conn.ipKey) ?? 1) - 1;
+        if (left > 0) perIp.set(conn.ipKey, left);
+        else perIp.delete(conn.ipKey);
+        connectionCount--;
         conn.closed = true;
         conn.ws = undefined;
         open.delete(conn);
-        for (const sub of conn.subs.values()) index.remove(sub);
-        conn.subs.clear();
+        for (const sub of [...conn.subs.values()]) dropSub(conn, sub);
         metrics.connections.set(open.size);
         updateIndexGauges();
       },
@@ -519,16 +677,84 @@ export function createServer(options: ServerOptions): Promise<Server> {
         reject(new GatewayError('BAD_CONFIG', `port: cannot listen on ${options.host}:${options.port}`));
         return;
       }
+      const port = uWS.us_socket_local_port(token);
+      const guard = guardAccepting(app, options.host, port, token, metrics, log);
       resolve({
-        port: uWS.us_socket_local_port(token),
+        port,
         deliver,
         connections: () => open.size,
         close: () => {
           closing = true;
           for (const conn of [...open]) end(conn, CloseCode.goingAway, 'server going away', 'shutdown');
-          uWS.us_listen_socket_close(token);
+          guard.close();
         },
       });
     });
   });
+}
+
+/**
+ * Keeps the process from spinning when it runs out of file descriptors: uWS keeps trying to
+ * accept on a listening socket whose connections it cannot take (a full core, nothing served).
+ * Before that happens, accepting stops (the listening socket closes: new connections are
+ * refused at once) and starts again on the same port once enough descriptors are free.
+ */
+function guardAccepting(
+  app: uWS.TemplatedApp,
+  host: string,
+  port: number,
+  first: uWS.us_listen_socket,
+  metrics: Metrics,
+  log: (message: string) => void,
+): { close: () => void } {
+  let token: uWS.us_listen_socket | undefined = first;
+  let closed = false;
+  let relistening = false;
+  const limit = openFilesLimit();
+  const counter = openFilesCounter();
+  metrics.accepting.set(1);
+  if (limit === undefined || counter === undefined) {
+    return {
+      close: () => {
+        closed = true;
+        if (token !== undefined) uWS.us_listen_socket_close(token);
+      },
+    };
+  }
+  const pauseBelow = Math.max(16, Math.ceil(limit / 100));
+  const resumeAt = Math.max(64, Math.ceil(limit / 20));
+  const check = (): void => {
+    if (closed || relistening) return;
+    const free = limit - counter.count();
+    if (token !== undefined && free < pauseBelow) {
+      uWS.us_listen_socket_close(token);
+      token = undefined;
+      metrics.accepting.set(0);
+      metrics.acceptPauses.inc();
+      log(`transport: ${free} of ${limit} open files left: not accepting connections until ${resumeAt} are free`);
+    } else if (token === undefined && free >= resumeAt) {
+      relistening = true;
+      app.listen(host, port, (listening) => {
+        relistening = false;
+        if (listening === false) return; // tried again at the next check
+        if (closed) {
+          uWS.us_listen_socket_close(listening);
+          return;
+        }
+        token = listening;
+        metrics.accepting.set(1);
+        log(`transport: ${free} open files free: accepting connections again`);
+      });
+    }
+  };
+  const timer = setInterval(check, counter.cheap ? DESCRIPTOR_CHECK_MS : DESCRIPTOR_CHECK_MS * 10);
+  timer.unref();
+  return {
+    close: () => {
+      closed = true;
+      clearInterval(timer);
+      if (token !== undefined) uWS.us_listen_socket_close(token);
+      token = undefined;
+    },
+  };
 }

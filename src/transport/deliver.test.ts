@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Message, TestClient } from '../../test/helpers/client.ts';
 import type { ChainBlock, Hex } from '../domain/types.ts';
+import { DeliveryLedger } from '../fanout/DeliveryLedger.ts';
 import { Fanout } from '../fanout/Fanout.ts';
 import { SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { createMetrics } from '../metrics/metrics.ts';
@@ -74,13 +75,19 @@ describe('Server.deliver with a subscriber that stops reading', () => {
         maxRequestsPerSecond: 100,
         maxConnectionsPerIp: 0,
       },
+      capacity: { maxConnections: 1000, maxWatchedAddresses: 1000 },
       index,
       metrics,
       chains: {
         chainIds: () => [CHAIN],
         head: () => undefined,
         ready: () => true,
-        resume: () => false,
+        resume: (_sub, _cursor, _maxBytes, onDone) => {
+          onDone(false);
+          return { status: 'done', cancel: () => undefined };
+        },
+        release: () => undefined,
+        retryAfterMs: () => 1000,
         position: () => undefined,
       },
     });
@@ -97,7 +104,7 @@ describe('Server.deliver with a subscriber that stops reading', () => {
 
     let published = 0;
     for (let n = 1; n <= MAX_BLOCKS && index.blockSubscribers(CHAIN).size === 2; n++) {
-      fanout.publishBlock(bigBlock(n));
+      fanout.publishBlock(bigBlock(n), 0, new DeliveryLedger());
       published = n;
       // The fast reader has each block before the next is published: nothing waits on the slow one.
       await fast.next((m) => m.type === 'block' && m['number'] === n, 10_000);
@@ -107,7 +114,7 @@ describe('Server.deliver with a subscriber that stops reading', () => {
 
     // A few more blocks after the close: the fast reader still gets them, the closed one nothing.
     for (let n = published + 1; n <= published + 3; n++) {
-      fanout.publishBlock(bigBlock(n));
+      fanout.publishBlock(bigBlock(n), 0, new DeliveryLedger());
       await fast.next((m) => m.type === 'block' && m['number'] === n, 10_000);
     }
     expect(blockNumbers(fast, fastSub)).toEqual(Array.from({ length: published + 3 }, (_, i) => i + 1));
