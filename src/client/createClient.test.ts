@@ -414,6 +414,30 @@ describe('createClient', () => {
     expect(client.status).toBe('lost');
   });
 
+  it('asks again, from the same cursor, after the delay a TRY_AGAIN gives, and recovers', async () => {
+    const rec = new Recorder();
+    client = createClient({ url: server.url, WebSocket, backoff: FAST, ...rec.options() });
+    client.watchAddresses([WATCHED], {}, rec.onActivity);
+    const first = await server.connection(0);
+    const [a1] = await first.nextSubscribes(1);
+    first.subscribed(a1 as Msg, 's1');
+    first.send(activityMsg('s1', 2, ['0xaa']));
+    await rec.signal.until(() => rec.activity.length >= 2, 'activity');
+    first.ws.terminate();
+    const second = await server.connection(1);
+    const [a2] = await second.nextSubscribes(1);
+    expect(a2?.['from']).toBeTypeOf('string');
+    const refusedAt = Date.now();
+    second.send({ type: 'error', id: a2?.['id'], code: 'TRY_AGAIN', message: 'queue full', retryAfterMs: 200 });
+    const [, again] = await second.nextSubscribes(2);
+    expect(Date.now() - refusedAt).toBeGreaterThanOrEqual(190);
+    expect(again?.['from']).toBe(a2?.['from']);
+    expect(rec.errors).toEqual([]);
+    second.subscribed(again as Msg, 's2', { recovered: true });
+    await rec.status('recovered');
+    expect(second.closed).toBeUndefined();
+  });
+
   it('reports lost for a subscription that had no cursor to resume from', async () => {
     const rec = new Recorder();
     client = createClient({ url: server.url, WebSocket, backoff: FAST, ...rec.options() });

@@ -212,6 +212,8 @@ interface Connection {
   lost: number;
   pingTimer: ReturnType<typeof setInterval> | undefined;
   watchdogTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Subscribe requests to send again later (`TRY_AGAIN`). */
+  readonly retries: Set<ReturnType<typeof setTimeout>>;
 }
 
 /**
@@ -361,6 +363,22 @@ export function createClient(options: ClientOptions): Client {
     }
   };
 
+  /**
+   * The gateway had no room to replay this subscription now (`TRY_AGAIN`): ask again after the
+   * delay it gave (bounded; with jitter), on the same connection, from the same cursor.
+   */
+  const retryLater = (conn: Connection, subscription: Subscription, retryAfterMs: number | undefined): void => {
+    const base = Number.isFinite(retryAfterMs) ? Math.min(Math.max(retryAfterMs as number, 100), 60_000) : 1000;
+    const timer = setTimeout(
+      () => {
+        conn.retries.delete(timer);
+        if (connection === conn && subscription.active) sendSubscribe(conn, subscription);
+      },
+      base * (1 + Math.random() * 0.5),
+    );
+    conn.retries.add(timer);
+  };
+
   const onRefused = (conn: Connection, subscription: Subscription, error: ClientError): void => {
     const wasActive = subscription.active;
     endSubscription(conn, subscription);
@@ -417,7 +435,8 @@ export function createClient(options: ClientOptions): Client {
         const subscription = typeof message.id === 'number' ? conn.pending.get(message.id) : undefined;
         if (subscription !== undefined) {
           conn.pending.delete(message.id as number);
-          onRefused(conn, subscription, error);
+          if (message.code === 'TRY_AGAIN') retryLater(conn, subscription, message.retryAfterMs);
+          else onRefused(conn, subscription, error);
           return;
         }
         reportError(error);
@@ -458,6 +477,8 @@ export function createClient(options: ClientOptions): Client {
   const clearConnectionTimers = (conn: Connection): void => {
     clearInterval(conn.pingTimer);
     clearTimeout(conn.watchdogTimer);
+    for (const timer of conn.retries) clearTimeout(timer);
+    conn.retries.clear();
     conn.pingTimer = undefined;
     conn.watchdogTimer = undefined;
   };
@@ -577,6 +598,7 @@ export function createClient(options: ClientOptions): Client {
       lost: 0,
       pingTimer: undefined,
       watchdogTimer: undefined,
+      retries: new Set(),
     };
     connection = conn;
     socket.onmessage = (event: { data: unknown }) => {

@@ -164,7 +164,9 @@ export type ProtocolErrorCode =
   | 'TOO_MANY_ADDRESSES'
   | 'TOO_MANY_SUBSCRIPTIONS'
   | 'RATE_LIMITED'
-  | 'UNSUPPORTED';
+  | 'UNSUPPORTED'
+  | 'OVERLOADED'
+  | 'TRY_AGAIN';
 
 /** The server refused a request (with its `id`) or a message it could not read. */
 export interface ErrorMessage {
@@ -172,6 +174,8 @@ export interface ErrorMessage {
   readonly id?: number | string;
   readonly code: ProtocolErrorCode;
   readonly message: string;
+  /** With `TRY_AGAIN`: how long to wait before sending the request again, in ms. */
+  readonly retryAfterMs?: number;
 }
 
 /** A new block on a `blocks` subscription. */
