@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
-import { rpc } from './helpers/chain.ts';
+import { rpc, TestChain } from './helpers/chain.ts';
 import { type Message, TestClient } from './helpers/client.ts';
 import { type GatewayProcess, runGatewayToExit, startGateway } from './helpers/gateway.ts';
 
@@ -85,5 +85,53 @@ describe('two chains behind one gateway', () => {
     ]);
     expect(code).toBe(1);
     expect(output).toContain('serves chain 31337, not 1');
+  });
+});
+
+// What a subscription was sent is kept per chain: block numbers of different chains say nothing
+// about each other (mainnet beside an L2), so one chain's progress must not drop another's record.
+describe('delivery records per chain', () => {
+  it('retracts activity on the chain with the lower numbers after the other chain moved on', async () => {
+    const [low, high] = await Promise.all([
+      startAnvil({ noMining: true, chainId: 31_337 }),
+      startAnvil({ noMining: true, chainId: 424_242 }),
+    ]);
+    // Thousands of blocks ahead of the first chain, as an L2 beside mainnet.
+    await rpc(high.httpUrl, 'anvil_mine', ['0x7d0']);
+    const gateway = await startGateway([
+      '--chain',
+      `31337=${low.httpUrl}`,
+      '--chain',
+      `424242=${high.httpUrl}`,
+      '--poll-interval-ms',
+      '50',
+    ]);
+    const chain = new TestChain(low.httpUrl);
+    const highChain = new TestChain(high.httpUrl);
+    try {
+      const client = await TestClient.connect(gateway.url, 'json');
+      const watched = chain.address(1);
+      const activity = await client.subscribe({ channel: 'activity', chainId: 31_337, addresses: [watched] });
+      const highActivity = await client.subscribe({ channel: 'activity', chainId: 424_242, addresses: [watched] });
+      const txHash = await chain.transfer(0, watched, 1000n);
+      const minedAt = await chain.mine();
+      await client.next((m) => m['sub'] === activity && m.type === 'activity', 15_000);
+      // Activity on the other chain, at numbers past the first chain's by far more than the window.
+      await highChain.transfer(0, watched, 1000n);
+      await highChain.mine();
+      await client.next((m) => m['sub'] === highActivity && m.type === 'activity', 15_000);
+      // The first chain's block with the transfer is replaced by an empty one.
+      await rpc(low.httpUrl, 'anvil_reorg', [1, []]);
+      await rpc(low.httpUrl, 'evm_mine');
+      const removed = await client.next((m) => m['sub'] === activity && m.type === 'removed', 15_000);
+      expect(removed['block']).toMatchObject({ number: minedAt });
+      expect((removed['events'] as Array<{ id: string }>).map((e) => e.id)).toEqual([txHash.toLowerCase()]);
+      client.close();
+    } finally {
+      chain.close();
+      highChain.close();
+      await gateway.stop();
+      await Promise.all([low.close(), high.close()]);
+    }
   });
 });
