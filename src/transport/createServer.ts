@@ -710,6 +710,7 @@ function guardAccepting(
   let token: uWS.us_listen_socket | undefined = first;
   let closed = false;
   let relistening = false;
+  let lastFailureLogAt = Number.NEGATIVE_INFINITY;
   const limit = openFilesLimit();
   const counter = openFilesCounter();
   metrics.accepting.set(1);
@@ -736,7 +737,14 @@ function guardAccepting(
       relistening = true;
       app.listen(host, port, (listening) => {
         relistening = false;
-        if (listening === false) return; // tried again at the next check
+        if (listening === false) {
+          // Tried again at the next check; said once a second at most.
+          if (performance.now() - lastFailureLogAt > 1000) {
+            lastFailureLogAt = performance.now();
+            log(`transport: cannot listen on ${host}:${port} again (the port is taken?): retrying`);
+          }
+          return;
+        }
         if (closed) {
           uWS.us_listen_socket_close(listening);
           return;

@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -20,20 +22,26 @@ export interface GatewayProcess {
   readonly stop: (timeoutMs?: number) => Promise<number | null>;
 }
 
-/** Runs `src/main.ts` with `args` on a free loopback port and waits for its URL (bounded). */
+/**
+ * Runs `src/main.ts` with `args` on a free loopback port (or `port`) and waits for its URL
+ * (bounded). `openFiles` runs it under that limit of open files (`ulimit -n`); its pid is still
+ * the gateway's.
+ */
 export function startGateway(
   args: readonly string[],
-  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+  options: { env?: Record<string, string>; timeoutMs?: number; openFiles?: number; port?: number } = {},
 ): Promise<GatewayProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'src/main.ts', '--host', '127.0.0.1', '--port', '0', ...args],
-    {
-      cwd: ROOT,
-      env: { ...process.env, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const port = String(options.port ?? 0);
+  const nodeArgs = ['--import', 'tsx', 'src/main.ts', '--host', '127.0.0.1', '--port', port, ...args];
+  const [command, commandArgs] =
+    options.openFiles === undefined
+      ? [process.execPath, nodeArgs]
+      : ['/bin/sh', ['-c', `ulimit -n ${options.openFiles} && exec "$0" "$@"`, process.execPath, ...nodeArgs]];
+  const child = spawn(command, commandArgs, {
+    cwd: ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const stop = async (timeoutMs = 15_000): Promise<number | null> => {
@@ -125,4 +133,22 @@ export function runGatewayToExit(
       resolve({ code, output });
     });
   });
+}
+
+/**
+ * A free loopback port below the kernel's range of ephemeral ports, so that no outgoing
+ * connection can be given it while the gateway does not listen (bounded tries).
+ */
+export async function freeFixedPort(): Promise<number> {
+  const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32_768;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * Math.max(1, Math.min(low, 32_768) - 20_000));
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createNetServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no free port below the ephemeral range');
 }
