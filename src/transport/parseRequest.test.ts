@@ -1,4 +1,6 @@
+import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
+import { createFrameGenerator } from '../../test/helpers/fuzzFrames.ts';
 import type { GatewayError } from '../domain/errors.ts';
 import { pack } from '../fanout/encode.ts';
 import { type ParseResult, parseRequest, type Request, type RequestId } from './parseRequest.ts';
@@ -171,10 +173,10 @@ describe('parseRequest: undecodable frames', () => {
     expect(result).not.toHaveProperty('id');
   });
 
-  it('rejects binary bytes that end inside a MessagePack value with BAD_REQUEST', () => {
+  it('rejects binary bytes that end inside a MessagePack value with BAD_REQUEST, naming where', () => {
     const result = rejected(parseRequest(Uint8Array.of(0x81, 0xa2, 0x6f).buffer, true));
     expect(result.error.code).toBe('BAD_REQUEST');
-    expect(result.error.message).toBe('binary frame is not MessagePack');
+    expect(result.error.message).toBe('binary frame is not MessagePack: it ends inside the value at byte 1');
   });
 
   it('rejects an empty binary frame with BAD_REQUEST', () => {
@@ -189,7 +191,7 @@ describe('parseRequest: undecodable frames', () => {
 
   it('names a lone 0xc1 byte as not MessagePack', () => {
     expect(rejected(parseRequest(Uint8Array.of(0xc1).buffer, true)).error.message).toBe(
-      'binary frame is not MessagePack',
+      'binary frame is not MessagePack: type 0xc1 at byte 0',
     );
   });
 
@@ -212,8 +214,10 @@ describe('parseRequest: messages that are not a map with an op', () => {
     expect(result.error.message).toBe('message must be a map with an op');
   });
 
-  it('rejects MessagePack binary data (bin) as not a map', () => {
-    expect(rejected(fromMsgpack(Uint8Array.of(1, 2, 3))).error.message).toBe('message must be a map with an op');
+  it('rejects MessagePack binary data (bin) before looking at the message', () => {
+    expect(rejected(fromMsgpack(Uint8Array.of(1, 2, 3))).error.message).toBe(
+      'MessagePack bin (0xc4) at byte 0 is not accepted: send strings',
+    );
   });
 
   it('rejects a MessagePack array as not a map', () => {
@@ -376,16 +380,23 @@ describe('parseRequest: malformed fields', () => {
 describe('parseRequest: bad addresses', () => {
   it.each([
     ['39 hex digits', `0x${'a'.repeat(39)}`],
-    ['41 hex digits', `0x${'a'.repeat(41)}`],
     ['a non-hex digit', `0x${'a'.repeat(39)}g`],
     ['no 0x prefix', 'a'.repeat(40)],
     ['a 0X prefix', `0X${'a'.repeat(40)}`],
-    ['a transaction hash', `0x${'a'.repeat(64)}`],
-  ])('rejects an address with %s as BAD_ADDRESS naming its index', (_, bad) => {
+  ])('rejects an address with %s as BAD_ADDRESS naming its index and quoting it', (_, bad) => {
     const result = rejected(fromJson({ op: 'subscribe', id: 8, channel: 'activity', addresses: [A, bad] }));
     expect(result.error.code).toBe('BAD_ADDRESS');
     expect(result.error.message).toBe(`addresses[1] is not an address: ${JSON.stringify(bad)}`);
     expect(result.id).toBe(8);
+  });
+
+  it.each([
+    ['41 hex digits', `0x${'a'.repeat(41)}`],
+    ['a transaction hash', `0x${'a'.repeat(64)}`],
+  ])('rejects an address with %s as BAD_ADDRESS quoting its first 42 characters', (_, bad) => {
+    const result = rejected(fromJson({ op: 'subscribe', id: 8, channel: 'activity', addresses: [A, bad] }));
+    expect(result.error.code).toBe('BAD_ADDRESS');
+    expect(result.error.message).toBe(`addresses[1] is not an address: ${JSON.stringify(bad.slice(0, 42))}…`);
   });
 
   it('rejects an address given as a number, naming its type', () => {
@@ -405,12 +416,83 @@ describe('parseRequest: bad addresses', () => {
     expect(add.error.message).toMatch(/^add\[0\] is not an address/);
     const remove = rejected(fromJson({ op: 'update', sub: 's1', add: [A], remove: [A, null] }));
     expect(remove.error.code).toBe('BAD_ADDRESS');
-    expect(remove.error.message).toBe('remove[1] is not an address: object');
+    expect(remove.error.message).toBe('remove[1] is not an address: null');
   });
 
-  it('cuts a long bad address to 80 characters in the message', () => {
+  it('cuts a long bad address to 42 characters in the message', () => {
     const bad = `0x${'z'.repeat(500)}`;
     const result = rejected(fromJson({ op: 'subscribe', channel: 'activity', addresses: [bad] }));
-    expect(result.error.message).toBe(`addresses[0] is not an address: ${JSON.stringify(bad.slice(0, 80))}`);
+    expect(result.error.message).toBe(`addresses[0] is not an address: ${JSON.stringify(bad.slice(0, 42))}…`);
+  });
+
+  it('names a bad address that is a list or a map by its type, never stringifying it', () => {
+    const nested = { a: ['x'.repeat(1_000)] };
+    const map = rejected(fromMsgpack({ op: 'subscribe', channel: 'activity', addresses: [nested] }));
+    expect(map.error.message).toBe('addresses[0] is not an address: object');
+    const list = rejected(fromJson({ op: 'update', sub: 's1', add: [['x'.repeat(1_000)]] }));
+    expect(list.error.message).toBe('add[0] is not an address: array');
+  });
+});
+
+describe('parseRequest: hostile frames', () => {
+  const standard = new Packr({ useRecords: false, variableMapSize: true });
+
+  it('answers a chain of array 32 headers each claiming millions with BAD_REQUEST at once', () => {
+    const chain: number[] = [];
+    for (let i = 0; i < 20; i++) chain.push(0xdd, 0x00, 0x4c, 0x4b, 0x40);
+    const prefix = standard.pack({ op: 'subscribe', channel: 'activity' });
+    const frame = Uint8Array.from([0x83, ...prefix.subarray(1), ...standard.pack('addresses'), ...chain]);
+    const result = rejected(parseRequest(arrayBufferOf(frame), true));
+    expect(result.error.code).toBe('BAD_REQUEST');
+    expect(result.error.message).toMatch(/^MessagePack array at byte \d+ claims 5000000 entries/);
+  });
+
+  it('answers msgpackr structured-clone references (a graph 2^40 wide as a tree) with BAD_REQUEST', () => {
+    let wide: unknown = [A];
+    for (let i = 0; i < 40; i++) wide = [wide, wide];
+    const frame = new Packr({ structuredClone: true }).pack({ op: 'subscribe', channel: 'activity', addresses: wide });
+    const result = rejected(parseRequest(arrayBufferOf(frame), true));
+    expect(result.error.code).toBe('BAD_REQUEST');
+    expect(result.error.message).toMatch(/^MessagePack extension type/);
+  });
+
+  it('rejects __proto__ keys in both encodings, and takes constructor as an unknown field', () => {
+    expect(rejected(fromText('{"op":"ping","__proto__":{"id":1}}')).error.message).toBe(
+      'JSON map key "__proto__" is not accepted',
+    );
+    const proto = Uint8Array.from([0x82, ...standard.pack('op'), ...standard.pack('ping'), 0xa9]);
+    const frame = Uint8Array.from([...proto, ...new TextEncoder().encode('__proto__'), 0x80]);
+    expect(rejected(parseRequest(arrayBufferOf(frame), true)).error.message).toMatch(/"__proto__" at byte 9/);
+    expect(rejected(fromText('{"op":"ping","constructor":1}')).error.message).toBe(
+      'unknown field "constructor" for op ping',
+    );
+  });
+
+  it('names an unknown kind that is a structure by its type, and cuts one that is a long string', () => {
+    const structure = rejected(
+      fromJson({ op: 'subscribe', channel: 'activity', addresses: [A], kinds: [{ a: 'x'.repeat(1_000) }] }),
+    );
+    expect(structure.error.message).toBe('unknown kind object; kinds are tx, erc20, erc721, erc1155');
+    const long = rejected(fromJson({ op: 'subscribe', channel: 'activity', addresses: [A], kinds: ['k'.repeat(500)] }));
+    expect(long.error.message).toBe(`unknown kind "${'k'.repeat(42)}"…; kinds are tx, erc20, erc721, erc1155`);
+  });
+
+  it('never throws and keeps every message short, over 20,000 generated frames', () => {
+    const next = createFrameGenerator(7, { maxMessageBytes: 1_048_576 });
+    const codes = new Set<string>();
+    for (let i = 0; i < 20_000; i++) {
+      const frame = next();
+      const view = typeof frame.data === 'string' ? Buffer.from(frame.data, 'utf8') : frame.data;
+      const result = parseRequest(arrayBufferOf(view), frame.binary);
+      if (result.ok) {
+        expect(frame.outcome, frame.kind).not.toBe('malformed');
+        continue;
+      }
+      codes.add(result.error.code);
+      expect(result.error.message.length, frame.kind).toBeLessThanOrEqual(200);
+      if (frame.outcome === 'valid')
+        throw new Error(`a valid ${frame.kind} frame was refused: ${result.error.message}`);
+    }
+    expect([...codes].sort()).toEqual(['BAD_ADDRESS', 'BAD_REQUEST', 'UNSUPPORTED']);
   });
 });

@@ -1,7 +1,7 @@
 import { toAddress } from '../domain/address.ts';
 import { GatewayError } from '../domain/errors.ts';
 import { EVENT_KINDS, type EventKind, type Hex } from '../domain/types.ts';
-import { unpack } from '../fanout/encode.ts';
+import { decodeClientFrame } from './decodeClientFrame.ts';
 
 /** A request `id` as the client sent it, echoed in the reply. */
 export type RequestId = number | string;
@@ -68,16 +68,25 @@ const FIELDS: ReadonlyMap<string, readonly string[]> = new Map(
 const BLOCK_ONLY = ['full', 'fullInput'];
 const ACTIVITY_ONLY = ['addresses', 'kinds', 'pending'];
 const MAX_ID_CHARS = 128;
+/** Characters of a client's string an error message quotes; an address (42) fits. */
+const QUOTED_CHARS = 42;
 
 function bad(message: string): GatewayError {
   return new GatewayError('BAD_REQUEST', message);
 }
 
-/** A plain map: not an array, bytes, or a decoder's own object (msgpackr turns 0xc1 into one). */
+/**
+ * A client value as error messages show it: a string as a JSON literal of at most
+ * {@link QUOTED_CHARS} characters, anything else by its type only (never stringified).
+ */
+function shown(value: unknown): string {
+  if (typeof value !== 'string') return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+  return value.length > QUOTED_CHARS ? `${JSON.stringify(value.slice(0, QUOTED_CHARS))}…` : JSON.stringify(value);
+}
+
+/** A map, as the frame decoders build them: not an array, not null. */
 function isRecord(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function optionalBoolean(msg: Record<string, unknown>, key: string): boolean {
@@ -113,8 +122,7 @@ function addressList(msg: Record<string, unknown>, key: string, required: boolea
   value.forEach((raw, i) => {
     const address = toAddress(raw);
     if (address === undefined) {
-      const shown = typeof raw === 'string' ? JSON.stringify(raw.slice(0, 80)) : typeof raw;
-      throw new GatewayError('BAD_ADDRESS', `${key}[${i}] is not an address: ${shown}`);
+      throw new GatewayError('BAD_ADDRESS', `${key}[${i}] is not an address: ${shown(raw)}`);
     }
     out.add(address);
   });
@@ -129,7 +137,7 @@ function kindList(msg: Record<string, unknown>): Set<EventKind> | undefined {
   const kinds = new Set<EventKind>();
   for (const kind of value) {
     if (!(EVENT_KINDS as readonly unknown[]).includes(kind)) {
-      throw bad(`unknown kind ${JSON.stringify(kind)}; kinds are ${EVENT_KINDS.join(', ')}`);
+      throw bad(`unknown kind ${shown(kind)}; kinds are ${EVENT_KINDS.join(', ')}`);
     }
     kinds.add(kind as EventKind);
   }
@@ -140,10 +148,7 @@ function parseSubscribe(msg: Record<string, unknown>, id: RequestId | undefined)
   const channel = msg['channel'];
   if (typeof channel !== 'string') throw bad('channel must be "blocks" or "activity"');
   if (channel !== 'blocks' && channel !== 'activity') {
-    throw new GatewayError(
-      'UNSUPPORTED',
-      `channel ${JSON.stringify(channel.slice(0, 40))} is not served; channels are blocks, activity`,
-    );
+    throw new GatewayError('UNSUPPORTED', `channel ${shown(channel)} is not served; channels are blocks, activity`);
   }
   const misplaced = (channel === 'blocks' ? ACTIVITY_ONLY : BLOCK_ONLY).find((key) => msg[key] !== undefined);
   if (misplaced !== undefined) throw bad(`${misplaced} does not apply to channel ${channel}`);
@@ -173,9 +178,9 @@ function parseMessage(msg: Record<string, unknown>, id: RequestId | undefined): 
   const op = msg['op'];
   if (typeof op !== 'string') throw bad('op must be a string: subscribe, update, unsubscribe or ping');
   const allowed = FIELDS.get(op);
-  if (allowed === undefined) throw bad(`unknown op ${JSON.stringify(op.slice(0, 40))}`);
+  if (allowed === undefined) throw bad(`unknown op ${shown(op)}`);
   const unknown = Object.keys(msg).find((key) => !allowed.includes(key));
-  if (unknown !== undefined) throw bad(`unknown field ${JSON.stringify(unknown.slice(0, 40))} for op ${op}`);
+  if (unknown !== undefined) throw bad(`unknown field ${shown(unknown)} for op ${op}`);
   const withId = id === undefined ? {} : { id };
   switch (op) {
     case 'subscribe':
@@ -193,18 +198,17 @@ function parseMessage(msg: Record<string, unknown>, id: RequestId | undefined): 
 }
 
 /**
- * Decodes and validates one client frame: MessagePack when binary, JSON when text. Never
- * throws: every fault becomes an error result with the code of PROTOCOL.md.
+ * Decodes and validates one client frame: MessagePack when binary, JSON when text, both with
+ * the bounds of {@link decodeClientFrame} (O(bytes) time and memory). Never throws: every fault
+ * becomes an error result with the code of PROTOCOL.md and a message of bounded length.
  */
 export function parseRequest(data: ArrayBuffer, isBinary: boolean): ParseResult {
   let raw: unknown;
   try {
-    raw = isBinary ? unpack(new Uint8Array(data)) : JSON.parse(Buffer.from(data).toString('utf8'));
-  } catch {
+    raw = decodeClientFrame(data, isBinary);
+  } catch (error) {
+    if (error instanceof GatewayError) return { ok: false, error };
     return { ok: false, error: bad(isBinary ? 'binary frame is not MessagePack' : 'text frame is not JSON') };
-  }
-  if (isBinary && typeof raw === 'object' && raw !== null && raw.constructor?.name === 'C1Type') {
-    return { ok: false, error: bad('binary frame is not MessagePack') };
   }
   if (!isRecord(raw)) return { ok: false, error: bad('message must be a map with an op') };
   const rawId = raw['id'];
@@ -217,7 +221,8 @@ export function parseRequest(data: ArrayBuffer, isBinary: boolean): ParseResult 
   try {
     return { ok: true, request: parseMessage(raw, id) };
   } catch (error) {
-    const gatewayError = error instanceof GatewayError ? error : bad(String(error));
+    // Anything else is a fault of this code, not of the client: say so without quoting input.
+    const gatewayError = error instanceof GatewayError ? error : bad('message could not be read');
     return { ok: false, ...(id === undefined ? {} : { id }), error: gatewayError };
   }
 }
