@@ -4,11 +4,12 @@
  * the composition root: `src/main.ts` calls it once per configured chain.
  */
 import type { Config } from './config.ts';
-import { errorMessage } from './domain/errors.ts';
+import { errorMessage, RPC_FAULTS, type RpcFaultError } from './domain/errors.ts';
 import { ChainFeed } from './fanout/ChainFeed.ts';
 import type { Fanout, FanoutResult, Peer } from './fanout/Fanout.ts';
 import { ChainHistory } from './history/ChainHistory.ts';
 import type { SubscriptionIndex } from './index/SubscriptionIndex.ts';
+import { ThrottledLog } from './ingest/ThrottledLog.ts';
 import { watchChain } from './ingest/watchChain.ts';
 import { watchPending } from './ingest/watchPending.ts';
 import type { Metrics } from './metrics/metrics.ts';
@@ -50,14 +51,29 @@ export async function followChain<O extends Peer>(
 ): Promise<FollowedChain<O>> {
   const { config, fanout, index, metrics, log } = deps;
   let feed: ChainFeed<O> | undefined;
-  let chain = String(source.chainId ?? 'unknown');
+  // The chain label of every series; until the first endpoint names the chain, nothing is set
+  // under a made-up one: faults wait in `earlyFaults`.
+  let chain: string | undefined = source.chainId === undefined ? undefined : String(source.chainId);
+  const earlyFaults: Array<{ endpoint: string; reason: string }> = [];
+  // One line per endpoint and reason every 10 s at most: a node failing each poll must not flood the log.
+  const faultLog = new ThrottledLog(log, 10_000);
+
+  const onFault = (fault: RpcFaultError, url: string): void => {
+    const endpoint = endpointLabel(url);
+    if (chain === undefined) earlyFaults.push({ endpoint, reason: fault.fault });
+    else metrics.rpcFaults.inc({ chain, endpoint, reason: fault.fault });
+    faultLog.write(
+      `${endpoint} ${fault.fault}`,
+      `chain ${chain ?? '?'}: rpc ${endpoint}: ${fault.fault} (${fault.method ?? 'no request'}): ${fault.message}`,
+    );
+  };
   // When ingest handed over the block being fanned out: the start of block-to-write latency.
   let receivedAt = 0;
 
   const observe = (sent: FanoutResult, seconds: number, kind: 'publish' | 'retract'): void => {
     metrics.fanoutDuration.observe(seconds);
     // Delivery is synchronous: when fan-out returns, the last frame is in a socket.
-    if (kind === 'publish' && sent.connections > 0) {
+    if (kind === 'publish' && sent.connections > 0 && chain !== undefined) {
       metrics.blockToWrite.observe({ chain }, (performance.now() - receivedAt) / 1000);
     }
     metrics.messagesSent.inc({ channel: 'blocks' }, sent.blockMessages);
@@ -71,60 +87,77 @@ export async function followChain<O extends Peer>(
     ...(source.chainId === undefined ? {} : { expectedChainId: source.chainId }),
     pollIntervalMs: config.pollIntervalMs,
     requestTimeoutMs: config.rpcTimeoutMs,
+    maxResponseBytes: config.rpcMaxResponseBytes,
     reorgWindowBlocks: config.reorgWindowBlocks,
     backfillConcurrency: config.backfillConcurrency,
     headTimeoutBlocks: config.headTimeoutBlocks,
     headTimeoutMinMs: config.headTimeoutMinSec * 1000,
+    // Blocks, retractions and reorgs come only once the chain is known (after start).
     onBlock: (block) => {
       receivedAt = performance.now();
-      metrics.blocksIngested.inc({ chain });
-      metrics.headNumber.set({ chain }, block.number);
-      metrics.headTimestamp.set({ chain }, block.timestamp);
+      const labels = { chain: String(block.chainId) };
+      metrics.blocksIngested.inc(labels);
+      metrics.headNumber.set(labels, block.number);
+      metrics.headTimestamp.set(labels, block.timestamp);
       feed?.apply(block);
     },
     onRetract: (block) => feed?.retract(block),
     onReorg: (depth, pastWindow) => {
-      metrics.reorgs.inc({ chain });
-      metrics.reorgDepth.observe({ chain }, depth);
-      if (pastWindow) metrics.deepReorgs.inc({ chain });
+      if (chain === undefined) return;
+      const labels = { chain };
+      metrics.reorgs.inc(labels);
+      metrics.reorgDepth.observe(labels, depth);
+      if (pastWindow) metrics.deepReorgs.inc(labels);
       const deep = pastWindow ? ', deeper than the reorg window: the whole window was retracted' : '';
       log(`chain ${chain}: reorg of ${depth} blocks${deep}`);
     },
-    onBackfill: (blocks) => metrics.backfilled.inc({ chain }, blocks),
-    onError: (error, url) => log(`rpc ${endpointLabel(url)}: ${errorMessage(error)}`),
+    onBackfill: (blocks) => {
+      if (chain !== undefined) metrics.backfilled.inc({ chain }, blocks);
+    },
+    onError: (error, url) => log(`chain ${chain ?? '?'}: rpc ${endpointLabel(url)}: ${errorMessage(error)}`),
+    onFault,
     onRequest: (method, url, seconds, ok) => {
       const labels = { endpoint: endpointLabel(url), method };
       metrics.rpcDuration.observe(labels, seconds);
       // Adding 0 on success creates the series, so an error rate reads 0 rather than nothing.
       metrics.rpcErrors.inc(labels, ok ? 0 : 1);
     },
-    onEndpoint: (url, up) => metrics.endpointUp.set({ chain, endpoint: endpointLabel(url) }, up ? 1 : 0),
+    onEndpoint: (url, up) => {
+      if (chain !== undefined) metrics.endpointUp.set({ chain, endpoint: endpointLabel(url) }, up ? 1 : 0);
+    },
   });
   const chainId = watcher.chainId;
   chain = String(chainId);
   feed = new ChainFeed(chainId, new ChainHistory(config.historyWindowBlocks), fanout, index, observe);
-  const head = watcher.head();
+  const head = watcher.startBlock;
   feed.history.apply(head);
   metrics.headNumber.set({ chain }, head.number);
   metrics.headTimestamp.set({ chain }, head.timestamp);
   for (const url of source.urls) {
-    metrics.endpointUp.set({ chain, endpoint: endpointLabel(url) }, url === watcher.currentUrl() ? 1 : 0);
+    const endpoint = endpointLabel(url);
+    metrics.endpointUp.set({ chain, endpoint }, url === watcher.currentUrl() ? 1 : 0);
+    // Every reason at zero from the start, so that dashboards show a zero rather than no series.
+    for (const reason of RPC_FAULTS) metrics.rpcFaults.inc({ chain, endpoint, reason }, 0);
   }
+  for (const { endpoint, reason } of earlyFaults.splice(0)) metrics.rpcFaults.inc({ chain, endpoint, reason });
 
   // Mempool → `pending` messages, for activity subscriptions that asked for them (fetches only then).
   let mempool: { close: () => Promise<void> } | undefined;
   try {
     mempool = await watchPending({
       urls: source.urls,
+      chainId,
       pollIntervalMs: config.pollIntervalMs,
       requestTimeoutMs: config.rpcTimeoutMs,
+      maxResponseBytes: config.rpcMaxResponseBytes,
       wanted: () => index.pendingSubscriptions(chainId) > 0,
       onPending: (events) => {
         const sent = fanout.publishPending(chainId, events);
         metrics.messagesSent.inc({ channel: 'pending' }, sent.messages);
         metrics.bytesSent.inc({ channel: 'pending' }, sent.bytes);
       },
-      onError: (error, url) => log(`mempool ${endpointLabel(url)}: ${errorMessage(error)}`),
+      onError: (error, url) => log(`chain ${chainId}: mempool ${endpointLabel(url)}: ${errorMessage(error)}`),
+      onFault,
     });
   } catch (error) {
     await watcher.close();

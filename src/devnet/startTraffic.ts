@@ -66,6 +66,8 @@ export function startTraffic(options: StartTrafficOptions): () => void {
         await from.sendTransaction({ to, value: BigInt(1 + (round % 1000)) * 10n ** 15n });
       }
     } catch (error) {
+      // A send cut short by stop() (the provider is destroyed) is no fault.
+      if (stopped) return;
       options.onError?.(error);
       // A failed send leaves the local count ahead of the node: start again from the node's.
       from.reset();
@@ -75,7 +77,9 @@ export function startTraffic(options: StartTrafficOptions): () => void {
     if (stopped) return;
     timer = setTimeout(() => void tick().finally(schedule), options.intervalMs ?? 400);
   };
-  deployToken().catch((error: unknown) => options.onError?.(error));
+  deployToken().catch((error: unknown) => {
+    if (!stopped) options.onError?.(error);
+  });
   schedule();
   return () => {
     stopped = true;

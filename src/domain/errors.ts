@@ -74,3 +74,30 @@ export const RPC_FAULTS = [
 
 /** One reason of {@link RPC_FAULTS}. */
 export type RpcFault = (typeof RPC_FAULTS)[number];
+
+/**
+ * An answer of a JSON-RPC node that was not used (code `RPC_FAILED`): why (`fault`), the method
+ * asked, and for `node_error` the node's JSON-RPC error `code` and message. The message says
+ * what was wrong, never the endpoint's URL (it may carry credentials).
+ */
+export class RpcFaultError extends GatewayError {
+  readonly fault: RpcFault;
+  /** The JSON-RPC method whose answer was not used, when there was one. */
+  readonly method: string | undefined;
+  /** The node's JSON-RPC error code (`node_error` only). */
+  readonly rpcCode: number | undefined;
+  /** The node's JSON-RPC error message (`node_error` only). */
+  readonly rpcMessage: string | undefined;
+
+  constructor(
+    fault: RpcFault,
+    message: string,
+    options: { method?: string; rpcCode?: number; rpcMessage?: string; cause?: unknown } = {},
+  ) {
+    super('RPC_FAILED', message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.fault = fault;
+    this.method = options.method;
+    this.rpcCode = options.rpcCode;
+    this.rpcMessage = options.rpcMessage;
+  }
+}

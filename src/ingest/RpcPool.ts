@@ -1,6 +1,6 @@
-import { WebSocketProvider } from 'ethers';
-import { GatewayError } from '../domain/errors.ts';
-import { httpProvider, isWebSocketUrl, type Provider, sendWithTimeout, socketProvider } from './rpc.ts';
+import { GatewayError, RpcFaultError } from '../domain/errors.ts';
+import { Capabilities } from './Capabilities.ts';
+import { createRpcClient, type RpcClient } from './createRpcClient.ts';
 
 /** Options of {@link RpcPool}. */
 export interface RpcPoolOptions {
@@ -8,28 +8,41 @@ export interface RpcPoolOptions {
   readonly urls: readonly string[];
   /** Timeout of one request, in ms. */
   readonly requestTimeoutMs: number;
-  readonly onError: (error: unknown, url: string) => void;
+  /** Largest answer read, in bytes. @default 134217728 */
+  readonly maxResponseBytes?: number;
+  /** How long a capability an endpoint refused stays off for it, in ms. @default 600000 */
+  readonly capabilityRetryMs?: number;
+  /** Each fault of an endpoint, once (requests cut short by a failover or `close()` are none). */
+  readonly onFault: (fault: RpcFaultError, url: string) => void;
   readonly onRequest?: (method: string, url: string, seconds: number, ok: boolean) => void;
   /** An endpoint's health changed: `true` once a request succeeds, `false` once one fails. */
   readonly onEndpoint?: (url: string, up: boolean) => void;
+  /** A ws endpoint announced a new head (`newHeads`) or its socket closed: time to ask for the head. */
+  readonly onWake?: () => void;
 }
 
 /**
- * The JSON-RPC endpoints of one chain, one in use at a time. Every request has a timeout;
- * `failover()` drops the connection in use and moves to the next endpoint (or reconnects the
- * only one). ethers' WebSocketProvider never reconnects by itself, so this does.
+ * The JSON-RPC endpoints of one chain, one in use at a time. Every request has a timeout and a
+ * size cap; `failover()` drops the connection in use and moves to the next endpoint (or
+ * reconnects the only one). Which optional methods each endpoint lacks is kept per endpoint
+ * ({@link Capabilities}), as is whether the connection in use was checked to serve the chain.
  */
 export class RpcPool {
   readonly #options: RpcPoolOptions;
+  /** Capabilities each endpoint refused, for a while. */
+  readonly capabilities: Capabilities;
   #index = 0;
-  #provider: Provider;
+  #client: RpcClient;
   readonly #health = new Map<string, boolean>();
+  readonly #reported = new WeakSet<object>();
+  #chainCheckedAt: number | undefined;
   #closed = false;
 
   constructor(options: RpcPoolOptions) {
     if (options.urls.length === 0) throw new GatewayError('BAD_CONFIG', 'rpc: at least one RPC URL is needed');
     this.#options = options;
-    this.#provider = this.#connect(this.currentUrl());
+    this.capabilities = new Capabilities(options.capabilityRetryMs);
+    this.#client = this.#connect(this.currentUrl());
   }
 
   /** The endpoint in use. */
@@ -37,10 +50,27 @@ export class RpcPool {
     return this.#options.urls[this.#index] as string;
   }
 
-  #connect(url: string): Provider {
-    if (!isWebSocketUrl(url)) return httpProvider(url, this.#options.requestTimeoutMs);
-    // A refused or dropped socket surfaces as request timeouts and a failover.
-    return socketProvider(url, (socket) => socket.on('error', (error) => this.#options.onError(error, url)));
+  #connect(url: string): RpcClient {
+    const client: RpcClient = createRpcClient(url, {
+      timeoutMs: this.#options.requestTimeoutMs,
+      ...(this.#options.maxResponseBytes === undefined ? {} : { maxResponseBytes: this.#options.maxResponseBytes }),
+      onFault: (fault) => {
+        if (client === this.#client) this.report(fault, url);
+      },
+      onClose: () => {
+        if (client === this.#client && !this.#closed) this.#options.onWake?.();
+      },
+    });
+    if (client.transport === 'ws' && this.#options.onWake !== undefined) {
+      const wake = this.#options.onWake;
+      // newHeads only wakes the poll loop: the head itself is always asked for and checked.
+      client
+        .subscribe(['newHeads'], () => wake())
+        .catch((error: unknown) => {
+          if (client === this.#client && !this.#closed && error instanceof RpcFaultError) this.report(error, url);
+        });
+    }
+    return client;
   }
 
   #mark(url: string, up: boolean): void {
@@ -49,46 +79,62 @@ export class RpcPool {
     this.#options.onEndpoint?.(url, up);
   }
 
-  /** Sends one request to the endpoint in use; rejects on an error or after the timeout. */
-  async send<T>(method: string, params: unknown[]): Promise<T> {
-    const url = this.currentUrl();
-    const provider = this.#provider;
+  /**
+   * Hands a fault of `url` to `onFault`, once per fault however often it is reported. An answer
+   * that was not used marks the endpoint down as a failed request does (a node behind is not down).
+   */
+  report(fault: RpcFaultError, url: string): void {
+    if (this.#reported.has(fault)) return;
+    this.#reported.add(fault);
+    if (fault.fault !== 'behind') this.#mark(url, false);
+    this.#options.onFault(fault, url);
+  }
+
+  /**
+   * Sends one request to the endpoint in use and resolves with its unchecked `result`; rejects
+   * with an {@link RpcFaultError}, which is reported (unless a failover or `close()` cut it short).
+   */
+  async send(method: string, params: readonly unknown[]): Promise<unknown> {
+    const client = this.#client;
+    const url = client.url;
     const started = performance.now();
     try {
-      const result = await sendWithTimeout<T>(provider, method, params, this.#options.requestTimeoutMs);
+      const result = await client.request(method, params);
       this.#options.onRequest?.(method, url, (performance.now() - started) / 1000, true);
       this.#mark(url, true);
       return result;
     } catch (error) {
+      // A request cut short by a failover or close is no fault of the node.
+      if (client !== this.#client || this.#closed) throw error;
       this.#options.onRequest?.(method, url, (performance.now() - started) / 1000, false);
       this.#mark(url, false);
+      if (error instanceof RpcFaultError) this.report(error, url);
       throw error;
     }
+  }
+
+  /** Whether the connection in use still has to be checked to serve the chain (new, or checked `intervalMs` ago). */
+  chainCheckDue(intervalMs: number): boolean {
+    return this.#chainCheckedAt === undefined || performance.now() - this.#chainCheckedAt >= intervalMs;
+  }
+
+  /** Notes that the connection in use was just found to serve the chain. */
+  chainChecked(): void {
+    this.#chainCheckedAt = performance.now();
   }
 
   /** Drops the connection in use and connects to the next endpoint (the same one if it is alone). */
   failover(): void {
     if (this.#closed) return;
-    this.#destroy(this.#provider);
+    this.#client.close();
     this.#index = (this.#index + 1) % this.#options.urls.length;
-    this.#provider = this.#connect(this.currentUrl());
+    this.#chainCheckedAt = undefined;
+    this.#client = this.#connect(this.currentUrl());
   }
 
-  /** Calls `listener` on every `newHeads` notification of a ws endpoint in use (no-op for http). */
-  onNewHead(listener: () => void): void {
-    const provider = this.#provider;
-    if (!(provider instanceof WebSocketProvider)) return;
-    provider.on('block', listener).catch((error: unknown) => this.#options.onError(error, this.currentUrl()));
-  }
-
-  /** Closes the connection in use. */
-  async close(): Promise<void> {
+  /** Closes the connection in use; requests in flight are rejected. */
+  close(): void {
     this.#closed = true;
-    await this.#provider.destroy();
-  }
-
-  #destroy(provider: Provider): void {
-    // A WebSocketProvider closes asynchronously; a failure to close a dropped socket is moot.
-    Promise.resolve(provider.destroy()).catch(() => undefined);
+    this.#client.close();
   }
 }

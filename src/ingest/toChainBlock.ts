@@ -1,6 +1,7 @@
-import { GatewayError } from '../domain/errors.ts';
+import { RpcFaultError } from '../domain/errors.ts';
 import type { ChainBlock, ChainTx, Hex } from '../domain/types.ts';
 import { decodeTransfers } from './decodeTransfers.ts';
+import { excerpt } from './excerpt.ts';
 
 /** A block as `eth_getBlockByNumber(n, true)` returns it (the fields ingest reads). */
 export interface RpcBlock {
@@ -43,23 +44,29 @@ export interface RpcReceipt {
 const CANONICAL_QUANTITY = /^0x(0|[1-9a-f][0-9a-f]*)$/;
 const HEX_DATA = /^0x[0-9a-fA-F]*$/;
 
+/** Characters of the longest quantity read: 0x and 256 bits. */
+const MAX_QUANTITY_CHARS = 66;
+
 function quantity(raw: unknown, field: string): Hex {
-  if (typeof raw === 'string' && CANONICAL_QUANTITY.test(raw)) return raw as Hex;
-  if (typeof raw === 'string' && HEX_DATA.test(raw) && raw.length > 2) {
+  if (typeof raw !== 'string' || raw.length > MAX_QUANTITY_CHARS) {
+    throw new RpcFaultError('malformed', `node sent a bad quantity in ${field}: ${excerpt(raw)}`);
+  }
+  if (CANONICAL_QUANTITY.test(raw)) return raw as Hex;
+  if (HEX_DATA.test(raw) && raw.length > 2) {
     return `0x${BigInt(raw).toString(16)}`;
   }
-  throw new GatewayError('RPC_FAILED', `node sent a bad quantity in ${field}: ${String(raw)}`);
+  throw new RpcFaultError('malformed', `node sent a bad quantity in ${field}: ${excerpt(raw)}`);
 }
 
 function int(raw: unknown, field: string): number {
   const n = Number(quantity(raw, field));
-  if (!Number.isSafeInteger(n)) throw new GatewayError('RPC_FAILED', `${field} is too large: ${String(raw)}`);
+  if (!Number.isSafeInteger(n)) throw new RpcFaultError('malformed', `${field} is too large: ${excerpt(raw)}`);
   return n;
 }
 
 function data(raw: unknown, field: string): Hex {
   if (typeof raw === 'string' && HEX_DATA.test(raw)) return raw.toLowerCase() as Hex;
-  throw new GatewayError('RPC_FAILED', `node sent bad hex data in ${field}: ${String(raw)}`);
+  throw new RpcFaultError('malformed', `node sent bad hex data in ${field}: ${excerpt(raw)}`);
 }
 
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
@@ -67,12 +74,12 @@ const HASH = /^0x[0-9a-fA-F]{64}$/;
 
 function address(raw: unknown, field: string): Hex {
   if (typeof raw === 'string' && ADDRESS.test(raw)) return raw.toLowerCase() as Hex;
-  throw new GatewayError('RPC_FAILED', `node sent a bad address in ${field}: ${String(raw)}`);
+  throw new RpcFaultError('malformed', `node sent a bad address in ${field}: ${excerpt(raw)}`);
 }
 
 function hash(raw: unknown, field: string): Hex {
   if (typeof raw === 'string' && HASH.test(raw)) return raw.toLowerCase() as Hex;
-  throw new GatewayError('RPC_FAILED', `node sent a bad hash in ${field}: ${String(raw)}`);
+  throw new RpcFaultError('malformed', `node sent a bad hash in ${field}: ${excerpt(raw)}`);
 }
 
 function optionalQuantity(raw: unknown, field: string): Hex | undefined {
@@ -96,7 +103,8 @@ function toChainTx(tx: RpcTx, receipt: RpcReceipt | undefined): ChainTx {
       : address(receipt.contractAddress, 'receipt.contractAddress');
   const txHash = hash(tx.hash, 'tx.hash');
   const transfers = decodeTransfers(txHash, receipt?.logs);
-  return {
+  // Optional fields are set, not spread: this runs for every transaction of every block.
+  const out: { -readonly [K in keyof ChainTx]: ChainTx[K] } = {
     hash: txHash,
     index: int(tx.transactionIndex, 'tx.transactionIndex'),
     from: address(tx.from, 'tx.from'),
@@ -105,13 +113,14 @@ function toChainTx(tx: RpcTx, receipt: RpcReceipt | undefined): ChainTx {
     nonce: int(tx.nonce, 'tx.nonce'),
     gas: quantity(tx.gas, 'tx.gas'),
     input: data(tx.input, 'tx.input'),
-    ...(status === undefined ? {} : { status }),
-    ...(contractAddress === undefined ? {} : { contractAddress }),
-    ...(transfers.length === 0 ? {} : { transfers }),
-    ...(maxFeePerGas === undefined ? {} : { maxFeePerGas }),
-    ...(maxPriorityFeePerGas === undefined ? {} : { maxPriorityFeePerGas }),
-    ...(gasPrice === undefined || maxFeePerGas !== undefined ? {} : { gasPrice }),
   };
+  if (status !== undefined) out.status = status;
+  if (contractAddress !== undefined) out.contractAddress = contractAddress;
+  if (transfers.length > 0) out.transfers = transfers;
+  if (maxFeePerGas !== undefined) out.maxFeePerGas = maxFeePerGas;
+  if (maxPriorityFeePerGas !== undefined) out.maxPriorityFeePerGas = maxPriorityFeePerGas;
+  if (gasPrice !== undefined && maxFeePerGas === undefined) out.gasPrice = gasPrice;
+  return out;
 }
 
 /**
@@ -119,8 +128,17 @@ function toChainTx(tx: RpcTx, receipt: RpcReceipt | undefined): ChainTx {
  * hash; a transaction without one keeps no `status`.
  */
 export function toChainBlock(chainId: number, block: RpcBlock, receipts: readonly RpcReceipt[]): ChainBlock {
-  const byHash = new Map<string, RpcReceipt>();
-  for (const r of receipts) byHash.set(r.transactionHash.toLowerCase(), r);
+  // Receipts come in transaction order as a rule; the map is built only for those that do not.
+  let byHash: Map<string, RpcReceipt> | undefined;
+  const receiptOf = (tx: RpcTx, i: number): RpcReceipt | undefined => {
+    const same = receipts[i];
+    if (same !== undefined && same.transactionHash === tx.hash) return same;
+    if (byHash === undefined) {
+      byHash = new Map();
+      for (const r of receipts) byHash.set(r.transactionHash.toLowerCase(), r);
+    }
+    return typeof tx.hash === 'string' ? byHash.get(tx.hash.toLowerCase()) : undefined;
+  };
   const baseFeePerGas = optionalQuantity(block.baseFeePerGas, 'block.baseFeePerGas');
   return {
     chainId,
@@ -132,6 +150,6 @@ export function toChainBlock(chainId: number, block: RpcBlock, receipts: readonl
     gasUsed: quantity(block.gasUsed, 'block.gasUsed'),
     gasLimit: quantity(block.gasLimit, 'block.gasLimit'),
     ...(baseFeePerGas === undefined ? {} : { baseFeePerGas }),
-    transactions: block.transactions.map((tx) => toChainTx(tx, byHash.get(tx.hash.toLowerCase()))),
+    transactions: block.transactions.map((tx, i) => toChainTx(tx, receiptOf(tx, i))),
   };
 }

@@ -3,8 +3,10 @@ import type { AddressInfo } from 'node:net';
 import { JsonRpcProvider, type Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
+import { FAKE_ACCOUNTS, FakeChain, FakeNode } from '../../test/helpers/fakeNode.ts';
 import { type Anvil, startAnvil } from '../devnet/startAnvil.ts';
 import { devWallets } from '../devnet/startTraffic.ts';
+import type { RpcFaultError } from '../domain/errors.ts';
 import type { TxEvent } from '../domain/types.ts';
 import { type PendingWatcher, watchPending } from './watchPending.ts';
 
@@ -262,5 +264,105 @@ describe('watchPending', () => {
     expect(errors.slice(before).join('\n')).toMatch(/pending is off/);
     await watcher.close();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  describe('against a node that fails', () => {
+    let chain: FakeChain;
+    let node: FakeNode;
+
+    beforeAll(async () => {
+      chain = new FakeChain({ chainId: 1337 });
+      node = await FakeNode.start(chain);
+    });
+
+    afterAll(async () => {
+      await node?.close();
+    });
+
+    async function watchFake(
+      url: string,
+      batches: Batches,
+      faults: RpcFaultError[],
+      more: Partial<Parameters<typeof watchPending>[0]> = {},
+    ): Promise<PendingWatcher> {
+      const watcher = await watchPending({
+        urls: [url],
+        chainId: 1337,
+        pollIntervalMs: 20,
+        requestTimeoutMs: 500,
+        wanted: () => true,
+        onPending: batches.onPending,
+        onError: (error) => errors.push(String(error)),
+        onFault: (fault) => faults.push(fault),
+        ...more,
+      });
+      watchers.push(watcher);
+      return watcher;
+    }
+
+    it.each(['http', 'ws'] as const)(
+      'follows the mempool again after an answer that is not JSON (%s)',
+      async (kind) => {
+        const batches = new Batches();
+        const faults: RpcFaultError[] = [];
+        const isMempool = (p: readonly unknown[]): boolean => p[0] === 'newPendingTransactions';
+        const watcher = await watchFake(kind === 'http' ? node.url : node.wsUrl, batches, faults);
+        const first = chain.addPending(0, 1, 1n);
+        await batches.waitFor(first.hash);
+        if (kind === 'http') {
+          const filters = node.calls('eth_newPendingTransactionFilter');
+          node.inject({ method: 'eth_getFilterChanges', fault: { kind: 'invalidJson' } });
+          await node.waitForCalls('eth_newPendingTransactionFilter', filters + 1);
+        } else {
+          const subscriptions = node.calls('eth_subscribe', isMempool);
+          node.inject({ method: 'eth_subscribe', match: isMempool, fault: { kind: 'invalidJson' } });
+          node.dropConnections();
+          await node.waitForCalls('eth_subscribe', subscriptions + 2, { match: isMempool });
+        }
+        expect(faults.map((f) => f.fault)).toContain('invalid_json');
+        const second = chain.addPending(0, 1, 2n);
+        expect(await batches.waitFor(second.hash)).toMatchObject({ from: FAKE_ACCOUNTS[0], value: '0x2' });
+        expect(watcher.following()).toBe(true);
+        await watcher.close();
+      },
+    );
+
+    it('asks again, after capabilityRetryMs, an endpoint that said it has no mempool', async () => {
+      const batches = new Batches();
+      const faults: RpcFaultError[] = [];
+      node.inject({
+        method: 'eth_newPendingTransactionFilter',
+        fault: { kind: 'error', code: -32601, message: 'the method eth_newPendingTransactionFilter does not exist' },
+      });
+      const before = errors.length;
+      const filters = node.calls('eth_newPendingTransactionFilter');
+      const watcher = await watchFake(node.url, batches, faults, { capabilityRetryMs: 300 });
+      expect(watcher.following()).toBe(false);
+      expect(errors.slice(before).join('\n')).toMatch(/pending is off/);
+      await node.waitForCalls('eth_newPendingTransactionFilter', filters + 2);
+      const tx = chain.addPending(0, 1, 3n);
+      await batches.waitFor(tx.hash);
+      expect(watcher.following()).toBe(true);
+      await watcher.close();
+    });
+
+    it('drops a pending transaction that names another chain', async () => {
+      const batches = new Batches();
+      const faults: RpcFaultError[] = [];
+      const watcher = await watchFake(node.url, batches, faults);
+      const foreign = chain.addPending(0, 1, 4n);
+      node.inject({
+        method: 'eth_getTransactionByHash',
+        match: (p) => p[0] === foreign.hash,
+        fault: { kind: 'mutate', mutate: (tx) => ({ ...(tx as object), chainId: '0x1' }) },
+      });
+      const barrier = chain.addPending(0, 1, 5n);
+      await batches.waitFor(barrier.hash);
+      expect(batches.ids).not.toContain(foreign.hash);
+      expect(faults.map((f) => f.message)).toContain(
+        `eth_getTransactionByHash: transaction ${foreign.hash} is of chain 1, not 1337`,
+      );
+      await watcher.close();
+    });
   });
 });

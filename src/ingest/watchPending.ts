@@ -1,23 +1,30 @@
-import { errorMessage, GatewayError } from '../domain/errors.ts';
+import { errorMessage, GatewayError, RpcFaultError } from '../domain/errors.ts';
 import type { TxEvent } from '../domain/types.ts';
-import {
-  httpProvider,
-  isUnsupportedMethod,
-  isWebSocketUrl,
-  type Provider,
-  sendWithTimeout,
-  socketProvider,
-} from './rpc.ts';
+import { Capabilities, isMethodUnsupported } from './Capabilities.ts';
+import { toBlockNumber } from './checkBlock.ts';
+import { createRpcClient, isWebSocketUrl, type RpcClient } from './createRpcClient.ts';
+import { excerpt } from './excerpt.ts';
 import { toPendingTxEvent } from './toPendingTxEvent.ts';
 
 /** Options of {@link watchPending}. */
 export interface WatchPendingOptions {
   /** JSON-RPC endpoints of one chain, in failover order: ws(s) subscribes, http(s) polls a filter. */
   readonly urls: readonly string[];
+  /**
+   * The chain the endpoints must serve: checked on each connection and every
+   * `chainIdCheckIntervalMs`; a transaction that names another chain is dropped. `undefined`: unchecked.
+   */
+  readonly chainId?: number;
   /** How often an http endpoint's pending-transaction filter is polled, in ms. @default 1000 */
   readonly pollIntervalMs: number;
   /** Timeout of one RPC request, in ms. @default 10000 */
   readonly requestTimeoutMs: number;
+  /** Largest JSON-RPC answer read, in bytes; a larger one is refused (fault `too_large`). @default 134217728 */
+  readonly maxResponseBytes?: number;
+  /** How often the endpoint in use is asked for its chain id again, in ms. @default 60000 */
+  readonly chainIdCheckIntervalMs?: number;
+  /** How long an endpoint that said it has no mempool methods is left alone, in ms. @default 600000 */
+  readonly capabilityRetryMs?: number;
   /** Transactions fetched by hash at the same time. @default 8 */
   readonly maxConcurrentFetches?: number;
   /** Announced hashes waiting to be fetched; past it, new ones are dropped. @default 10000 */
@@ -28,6 +35,8 @@ export interface WatchPendingOptions {
   readonly onPending: (events: readonly TxEvent[]) => void;
   /** Faults that the watcher recovers from by itself (it reconnects, with backoff). */
   readonly onError: (error: unknown, url: string) => void;
+  /** Each answer of a node that was not used, once, with the endpoint it came from. @default onError */
+  readonly onFault?: (fault: RpcFaultError, url: string) => void;
 }
 
 /** A running mempool watcher. */
@@ -37,24 +46,21 @@ export interface PendingWatcher {
   readonly close: () => Promise<void>;
 }
 
-/** What ethers' socket providers call for each `eth_subscription` notification of an id. */
-interface SocketRegistrar {
-  _register(id: string, subscriber: { _handleMessage(message: unknown): void }): void;
-}
-
 interface Session {
   readonly url: string;
-  readonly provider: Provider;
-  /** Stops polling and closes the connection. */
-  readonly stop: () => void;
+  readonly client: RpcClient;
+  /** Stops polling and closes the connection (`final`: at once, without goodbyes to the node). */
+  readonly stop: (final: boolean) => void;
 }
 
 const DEFAULT_CONCURRENCY = 8;
 const DEFAULT_MAX_QUEUED = 10_000;
+const DEFAULT_CHAIN_ID_CHECK_MS = 60_000;
 /** Hashes remembered to drop repeated announcements (a resubscription replays the pool). */
 const MAX_SEEN_HASHES = 100_000;
 const MAX_BACKOFF_MS = 30_000;
 const HASH = /^0x[0-9a-fA-F]{64}$/;
+const QUANTITY = /^0x[0-9a-fA-F]{1,16}$/;
 
 /**
  * Follows the mempool of a chain's node and hands over its transactions as `tx` events (see
@@ -63,19 +69,23 @@ const HASH = /^0x[0-9a-fA-F]{64}$/;
  * gives those); on http(s) it polls `eth_newPendingTransactionFilter`. Hashes are fetched with
  * `eth_getTransactionByHash`, `maxConcurrentFetches` at a time; a transaction already in a block
  * when fetched is left to its block. Resolves once the first endpoint was tried, so that a caller
- * that starts serving after it misses nothing the node announces from then on; faults reconnect
- * (failing over) with backoff; endpoints that do not offer their mempool are given up on.
+ * that starts serving after it misses nothing the node announces from then on. Faults reconnect
+ * (failing over) with backoff; an endpoint whose node says it has no such methods is left alone
+ * for `capabilityRetryMs`, and asked again after it.
  */
 export async function watchPending(options: WatchPendingOptions): Promise<PendingWatcher> {
   if (options.urls.length === 0) throw new GatewayError('BAD_CONFIG', 'rpc: at least one RPC URL is needed');
   const maxConcurrent = options.maxConcurrentFetches ?? DEFAULT_CONCURRENCY;
   const maxQueued = options.maxQueuedHashes ?? DEFAULT_MAX_QUEUED;
+  const chainIdCheckIntervalMs = options.chainIdCheckIntervalMs ?? DEFAULT_CHAIN_ID_CHECK_MS;
+  const capabilities = new Capabilities(options.capabilityRetryMs);
+  const onFault = options.onFault ?? options.onError;
+  const reported = new WeakSet<object>();
   let closed = false;
   let session: Session | undefined;
   let urlIndex = 0;
   let failures = 0;
   let retryTimer: NodeJS.Timeout | undefined;
-  const unsupported = new Set<string>();
 
   const seen = new Set<string>();
   let queue: string[] = [];
@@ -85,8 +95,55 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
   let ready: TxEvent[] = [];
   let flushScheduled = false;
 
-  function send<T>(provider: Provider, method: string, params: unknown[]): Promise<T> {
-    return sendWithTimeout<T>(provider, method, params, options.requestTimeoutMs);
+  /** Hands a fault to `onFault`, once however often it is reported. */
+  function fault(error: RpcFaultError, url: string): void {
+    if (reported.has(error)) return;
+    reported.add(error);
+    onFault(error, url);
+  }
+
+  function connect(url: string): RpcClient {
+    const client: RpcClient = createRpcClient(url, {
+      timeoutMs: options.requestTimeoutMs,
+      ...(options.maxResponseBytes === undefined ? {} : { maxResponseBytes: options.maxResponseBytes }),
+      onFault: (error) => {
+        if (!closed && !client.isClosed()) fault(error, url);
+      },
+      onClose: (error) => {
+        if (closed || session?.client !== client) return;
+        fault(error, url);
+        restart();
+      },
+    });
+    return client;
+  }
+
+  /** One request; a fault is reported unless the session was dropped meanwhile. */
+  async function send(client: RpcClient, method: string, params: readonly unknown[]): Promise<unknown> {
+    try {
+      return await client.request(method, params);
+    } catch (error) {
+      if (!closed && !client.isClosed() && error instanceof RpcFaultError) fault(error, client.url);
+      throw error;
+    }
+  }
+
+  async function checkChain(client: RpcClient): Promise<void> {
+    if (options.chainId === undefined) return;
+    const raw = await send(client, 'eth_chainId', []);
+    const id = toBlockNumber(raw);
+    if (id === options.chainId) return;
+    throw id === undefined
+      ? new RpcFaultError('malformed', `eth_chainId answered ${excerpt(raw)}`, {
+          method: 'eth_chainId',
+        })
+      : new RpcFaultError(
+          'wrong_chain',
+          `eth_chainId answered ${id}, not ${options.chainId}: its mempool is not used`,
+          {
+            method: 'eth_chainId',
+          },
+        );
   }
 
   function remember(hash: string): boolean {
@@ -122,20 +179,59 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
     setImmediate(flush);
   }
 
+  /** The event of a pending transaction from the node, or `undefined` (in a block, or not used: reported). */
+  function toEvent(raw: unknown, url: string, method: string): TxEvent | undefined {
+    let event: TxEvent | undefined;
+    try {
+      event = toPendingTxEvent(raw);
+    } catch (error) {
+      fault(new RpcFaultError('malformed', `${method}: ${errorMessage(error)}`, { method }), url);
+      return undefined;
+    }
+    const txChain = (raw as Record<string, unknown>)['chainId'];
+    if (event === undefined || options.chainId === undefined || txChain === undefined || txChain === null) {
+      return event;
+    }
+    const n = typeof txChain === 'string' && QUANTITY.test(txChain) ? Number.parseInt(txChain.slice(2), 16) : undefined;
+    if (n === undefined) {
+      fault(
+        new RpcFaultError('malformed', `${method}: transaction ${event.id} has chainId ${excerpt(txChain)}`, {
+          method,
+        }),
+        url,
+      );
+      return undefined;
+    }
+    if (n !== 0 && n !== options.chainId) {
+      fault(
+        new RpcFaultError(
+          'inconsistent',
+          `${method}: transaction ${event.id} is of chain ${n}, not ${options.chainId}`,
+          {
+            method,
+          },
+        ),
+        url,
+      );
+      return undefined;
+    }
+    return event;
+  }
+
   function pump(): void {
     while (!closed && inFlight < maxConcurrent && queueHead < queue.length) {
       const hash = queue[queueHead++] as string;
       const current = session;
       if (current === undefined) continue;
       inFlight++;
-      send<unknown>(current.provider, 'eth_getTransactionByHash', [hash])
+      send(current.client, 'eth_getTransactionByHash', [hash])
         .then((raw) => {
           if (closed || raw === null) return; // dropped from the pool before it was fetched
-          const event = toPendingTxEvent(raw);
+          const event = toEvent(raw, current.url, 'eth_getTransactionByHash');
           if (event !== undefined) deliver(event);
         })
-        .catch((error: unknown) => {
-          if (!closed && session === current) options.onError(error, current.url);
+        .catch(() => {
+          // Reported by send(); a lost transaction is not worth a reconnect.
         })
         .finally(() => {
           inFlight--;
@@ -150,10 +246,13 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
   }
 
   /** One `newPendingTransactions` notification or filter entry: a hash or a whole transaction. */
-  function announce(item: unknown, url: string): void {
+  function announce(item: unknown, url: string, method: string): void {
     if (closed || !options.wanted()) return;
     if (typeof item === 'string') {
-      if (!HASH.test(item)) return;
+      if (!HASH.test(item)) {
+        fault(new RpcFaultError('malformed', `${method}: announced ${excerpt(item)}, not a hash`, { method }), url);
+        return;
+      }
       const hash = item.toLowerCase();
       if (!remember(hash)) return;
       if (queue.length - queueHead >= maxQueued) {
@@ -170,91 +269,118 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
       pump();
       return;
     }
-    try {
-      const event = toPendingTxEvent(item);
-      if (event !== undefined && remember(event.id)) deliver(event);
-    } catch (error) {
-      options.onError(error, url);
-    }
+    const event = toEvent(item, url, method);
+    if (event !== undefined && remember(event.id)) deliver(event);
+  }
+
+  /** Asks the chain id again every `chainIdCheckIntervalMs`; a wrong answer (or none) reconnects. */
+  function watchChainId(client: RpcClient, url: string): NodeJS.Timeout | undefined {
+    if (options.chainId === undefined) return undefined;
+    return setInterval(() => {
+      checkChain(client).catch((error: unknown) => {
+        if (closed || session?.client !== client) return;
+        if (error instanceof RpcFaultError) fault(error, url);
+        restart();
+      });
+    }, chainIdCheckIntervalMs);
   }
 
   async function subscribe(url: string): Promise<Session> {
-    let stopped = false;
-    const provider = socketProvider(url, (socket) => {
-      socket.on('error', (error) => {
-        if (!stopped) options.onError(error, url);
-      });
-      socket.on('close', () => {
-        if (!stopped && session?.provider === provider) {
-          options.onError(new GatewayError('RPC_FAILED', 'mempool subscription socket closed'), url);
-          restart();
-        }
-      });
-    });
-    const stop = (): void => {
-      stopped = true;
-      Promise.resolve(provider.destroy()).catch(() => undefined);
-    };
+    const client = connect(url);
+    if (client.transport !== 'ws') throw new TypeError('subscribe() needs a ws(s) endpoint');
     try {
-      let id: string;
+      await checkChain(client);
+      const method = 'eth_subscribe(newPendingTransactions)';
+      const onItem = (item: unknown): void => announce(item, url, method);
       try {
-        id = await send<string>(provider, 'eth_subscribe', ['newPendingTransactions', true]);
+        await client.subscribe(['newPendingTransactions', true], onItem);
       } catch (error) {
         // A node that does not take the full-transactions flag still announces hashes.
-        if (!/param/i.test(errorMessage(error))) throw error;
-        id = await send<string>(provider, 'eth_subscribe', ['newPendingTransactions']);
+        if (!(error instanceof RpcFaultError) || error.fault !== 'node_error') throw error;
+        await client.subscribe(['newPendingTransactions'], onItem);
       }
-      (provider as unknown as SocketRegistrar)._register(id, { _handleMessage: (m) => announce(m, url) });
-      return { url, provider, stop };
     } catch (error) {
-      stop();
+      client.close();
       throw error;
     }
+    const timer = watchChainId(client, url);
+    return {
+      url,
+      client,
+      stop: () => {
+        clearInterval(timer);
+        client.close();
+      },
+    };
+  }
+
+  async function newFilter(client: RpcClient): Promise<string> {
+    const id = await send(client, 'eth_newPendingTransactionFilter', []);
+    if (typeof id !== 'string' || id.length === 0 || id.length > 130) {
+      throw new RpcFaultError('malformed', `eth_newPendingTransactionFilter answered ${excerpt(id)}`, {
+        method: 'eth_newPendingTransactionFilter',
+      });
+    }
+    return id;
   }
 
   async function pollFilter(url: string): Promise<Session> {
-    const provider = httpProvider(url, options.requestTimeoutMs);
+    const client = connect(url);
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     let filterId: string;
     try {
-      filterId = await send<string>(provider, 'eth_newPendingTransactionFilter', []);
+      await checkChain(client);
+      filterId = await newFilter(client);
     } catch (error) {
-      provider.destroy();
+      client.close();
       throw error;
     }
     const poll = async (): Promise<void> => {
       let changes: unknown;
       try {
-        changes = await send<unknown>(provider, 'eth_getFilterChanges', [filterId]);
+        changes = await send(client, 'eth_getFilterChanges', [filterId]);
       } catch (error) {
         // Nodes drop filters that were not polled for a while: make a new one.
-        if (!/filter not found/i.test(errorMessage(error))) throw error;
-        filterId = await send<string>(provider, 'eth_newPendingTransactionFilter', []);
+        if (!(error instanceof RpcFaultError) || !/filter not found/i.test(error.rpcMessage ?? '')) throw error;
+        filterId = await newFilter(client);
         return;
       }
-      if (Array.isArray(changes)) for (const item of changes) announce(item, url);
+      if (!Array.isArray(changes)) {
+        throw new RpcFaultError('malformed', `eth_getFilterChanges answered ${excerpt(changes)}`, {
+          method: 'eth_getFilterChanges',
+        });
+      }
+      for (const item of changes) announce(item, url, 'eth_getFilterChanges');
     };
     const schedule = (): void => {
       if (stopped) return;
       timer = setTimeout(() => {
         poll().then(schedule, (error: unknown) => {
           if (stopped) return;
-          options.onError(error, url);
+          if (error instanceof RpcFaultError) fault(error, url);
+          else options.onError(error, url);
           restart();
         });
       }, options.pollIntervalMs);
     };
     schedule();
+    const chainTimer = watchChainId(client, url);
     return {
       url,
-      provider,
-      stop: () => {
+      client,
+      stop: (final) => {
         stopped = true;
         clearTimeout(timer);
-        send(provider, 'eth_uninstallFilter', [filterId])
+        clearInterval(chainTimer);
+        if (final) {
+          client.close();
+          return;
+        }
+        client
+          .request('eth_uninstallFilter', [filterId])
           .catch(() => undefined)
-          .finally(() => provider.destroy());
+          .finally(() => client.close());
       },
     };
   }
@@ -266,34 +392,45 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
     try {
       const next = await (isWebSocketUrl(url) ? subscribe(url) : pollFilter(url));
       if (closed) {
-        next.stop();
+        next.stop(true);
         return;
       }
       session = next;
       failures = 0;
     } catch (error) {
       if (closed) return;
-      if (isUnsupportedMethod(error)) unsupported.add(url);
-      if (unsupported.size === options.urls.length) {
+      if (error instanceof RpcFaultError) fault(error, url);
+      else options.onError(error, url);
+      if (isMethodUnsupported(error)) capabilities.switchOff(url, 'mempool');
+      if (options.urls.every((u) => !capabilities.has(u, 'mempool'))) {
+        // Asked again once the first endpoint's time is up: a node may be upgraded or reconfigured.
+        const waits = options.urls.map((u) => capabilities.retryInMs(u, 'mempool'));
+        const waitMs = Math.min(...waits);
+        urlIndex = waits.indexOf(waitMs);
         options.onError(
-          new GatewayError('RPC_FAILED', `no endpoint offers its mempool (${errorMessage(error)}): pending is off`),
+          new GatewayError(
+            'RPC_FAILED',
+            `no endpoint offers its mempool (${errorMessage(error)}): pending is off, asked again in ${Math.round(waitMs / 60_000)} min`,
+          ),
           url,
         );
+        retryTimer = setTimeout(() => void start(), waitMs);
         return;
       }
-      options.onError(error, url);
       restart();
     }
   }
 
-  /** Drops the session in use and tries the next endpoint after a backoff. */
+  /** Drops the session in use and tries the next endpoint that may offer its mempool, after a backoff. */
   function restart(): void {
     if (closed || retryTimer !== undefined) return;
-    session?.stop();
+    session?.stop(false);
     session = undefined;
     failures++;
-    do urlIndex = (urlIndex + 1) % options.urls.length;
-    while (unsupported.has(options.urls[urlIndex] as string));
+    for (let i = 0; i < options.urls.length; i++) {
+      urlIndex = (urlIndex + 1) % options.urls.length;
+      if (capabilities.has(options.urls[urlIndex] as string, 'mempool')) break;
+    }
     const delayMs = Math.min(MAX_BACKOFF_MS, options.pollIntervalMs * 2 ** Math.min(failures - 1, 10));
     retryTimer = setTimeout(() => void start(), delayMs);
   }
@@ -305,7 +442,7 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
     close: async () => {
       closed = true;
       clearTimeout(retryTimer);
-      session?.stop();
+      session?.stop(true);
       session = undefined;
     },
   };
