@@ -138,8 +138,8 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
         return { status: replay.submit(sub.owner, job), cancel: () => replay.cancel(job) };
       },
       release: (sub) => feeds.get(sub.chainId)?.release(sub),
-      // Spread the retries of many clients refused at once over a second or two.
-      retryAfterMs: () => 1000 + Math.floor(Math.random() * 1000),
+      // About when the queue will have room, spread so that clients refused at once come back apart.
+      retryAfterMs: () => Math.round(Math.max(500, replay.estimatedWaitMs()) * (1 + Math.random())),
       position: (sub) => feeds.get(sub.chainId)?.position(sub),
       ready: () =>
         [...feeds.values()].every((f) => Date.now() / 1000 - (f.history.head?.timestamp ?? 0) <= config.maxHeadAgeSec),

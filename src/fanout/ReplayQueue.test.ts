@@ -92,3 +92,30 @@ describe('ReplayQueue', () => {
     expect(seconds).toBeGreaterThan(0);
   });
 });
+
+describe('ReplayQueue waits', () => {
+  it('refuses a job that would wait longer than the bound, judging by what jobs took lately', () => {
+    const queue = new ReplayQueue<string>({ maxQueued: 1000, maxPerOwner: 1000, maxWaitMs: 10 });
+    // A job of known cost: busy for `ms` each slice, finished after `slices`.
+    const busy = (ms: number, slices: number): ReplayJob => {
+      let left = slices;
+      return {
+        step: () => {
+          const until = performance.now() + ms;
+          while (performance.now() < until);
+          return --left === 0;
+        },
+        cancel: () => undefined,
+      };
+    };
+    expect(queue.submit('a', busy(3, 1))).toBe('done');
+    expect(queue.estimatedWaitMs()).toBe(0);
+    let queued = 0;
+    for (let i = 0; i < 100 && queue.submit(`o${i}`, busy(3, 2)) === 'queued'; i++) queued++;
+    // Each waiting job counts about what the last took (a few ms) twice: a handful fit in 10 ms.
+    expect(queued).toBeGreaterThan(0);
+    expect(queued).toBeLessThan(10);
+    expect(queue.estimatedWaitMs()).toBeGreaterThan(10);
+    queue.close();
+  });
+});

@@ -20,6 +20,11 @@ export interface ReplayQueueOptions {
   readonly maxPerOwner: number;
   /** Longest uninterrupted slice of replay work, in ms. @default 2 */
   readonly sliceMs?: number;
+  /**
+   * Longest a new job may expect to wait for its turn, in ms; past it the job is refused (its
+   * client told to come back later) rather than held. @default 250
+   */
+  readonly maxWaitMs?: number;
   /** The number of jobs waiting or in progress changed. */
   readonly onSize?: (jobs: number) => void;
   /** A slice of replay work ran, for this many seconds. */
@@ -27,18 +32,27 @@ export interface ReplayQueueOptions {
 }
 
 const DEFAULT_SLICE_MS = 2;
+const DEFAULT_MAX_WAIT_MS = 250;
+/** What a job is taken to cost before any has finished, in ms of work. */
+const FIRST_JOB_MS = 2;
 
 /**
  * Runs replay work (resumes) in short slices between everything else the process does, first
  * come first served, one job at a time (so one job's frames are held at once). A slice lasts at
  * most `sliceMs`, and the next one waits as long as the last one took, so replay takes at most
  * about half the time of a busy process: live blocks, pings and new connections are served in
- * between, never behind a queue of resumes. Bounded in all and per owner: a job past either
- * bound is refused, and its client told to try again later.
+ * between, never behind a queue of resumes. Bounded in all, per owner, and by the wait a new job
+ * can expect (the jobs ahead of it times the work a job has taken lately): a job past any bound
+ * is refused at once, and its client told to try again later, so that nothing is held for long.
  */
 export class ReplayQueue<K> {
   readonly #options: ReplayQueueOptions;
   readonly #sliceMs: number;
+  readonly #maxWaitMs: number;
+  /** Work each job in progress or waiting has had so far, in ms. */
+  readonly #workMs = new Map<ReplayJob, number>();
+  /** The work a finished job took, averaged over the recent ones, in ms. */
+  #jobMs = FIRST_JOB_MS;
   /** Jobs in order of arrival (a Set: cancelling one is O(1)); the first is in progress. */
   readonly #jobs = new Set<ReplayJob>();
   readonly #ownerOf = new Map<ReplayJob, K>();
@@ -50,6 +64,15 @@ export class ReplayQueue<K> {
   constructor(options: ReplayQueueOptions) {
     this.#options = options;
     this.#sliceMs = options.sliceMs ?? DEFAULT_SLICE_MS;
+    this.#maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
+  }
+
+  /**
+   * How long a job submitted now can expect to wait for its first slice, in ms: the jobs ahead
+   * of it, each taking about what jobs took lately, at half the process's time.
+   */
+  estimatedWaitMs(): number {
+    return this.#jobs.size * this.#jobMs * 2;
   }
 
   /** Jobs waiting or in progress. */
@@ -66,6 +89,7 @@ export class ReplayQueue<K> {
     if (this.#closed) return 'full';
     const owned = this.#perOwner.get(owner) ?? 0;
     if (this.#jobs.size >= this.#options.maxQueued || owned >= this.#options.maxPerOwner) return 'full';
+    if (this.#jobs.size > 0 && this.estimatedWaitMs() > this.#maxWaitMs) return 'full';
     if (this.#jobs.size === 0 && this.#timer === undefined && this.#run(job)) return 'done';
     this.#jobs.add(job);
     this.#ownerOf.set(job, owner);
@@ -92,11 +116,20 @@ export class ReplayQueue<K> {
   #run(job: ReplayJob): boolean {
     const started = performance.now();
     const finished = job.step(started + this.#sliceMs);
-    this.#options.onWork?.((performance.now() - started) / 1000);
+    const ms = performance.now() - started;
+    this.#options.onWork?.(ms / 1000);
+    const total = (this.#workMs.get(job) ?? 0) + ms;
+    if (finished) {
+      this.#workMs.delete(job);
+      this.#jobMs = 0.8 * this.#jobMs + 0.2 * total;
+    } else {
+      this.#workMs.set(job, total);
+    }
     return finished;
   }
 
   #remove(job: ReplayJob): void {
+    this.#workMs.delete(job);
     if (!this.#jobs.delete(job)) return;
     const owner = this.#ownerOf.get(job) as K;
     this.#ownerOf.delete(job);
