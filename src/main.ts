@@ -12,6 +12,7 @@ import { ReplayQueue } from './fanout/ReplayQueue.ts';
 import { type ChainSource, followChain } from './followChain.ts';
 import { SubscriptionIndex } from './index/SubscriptionIndex.ts';
 import { createMetrics, zeroSeries } from './metrics/metrics.ts';
+import { watchHeap } from './reclaimMemory.ts';
 import {
   assertNativeUws,
   type Connection,
@@ -146,6 +147,8 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
     },
   });
   cleanups.unshift((server as Server).close);
+  // After a burst (an attack, a storm of reconnects), give the memory it took back once quiet.
+  cleanups.push(watchHeap({ log }));
   // One write, so a reader that sees the URL sees the whole banner.
   console.log(banner(config, server.port, feeds));
 }
