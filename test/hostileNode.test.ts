@@ -122,6 +122,20 @@ function faultLogged(gateway: GatewayProcess, node: FakeNode, reason: string, de
 
 const COMMON_ARGS = ['--poll-interval-ms', '50', '--rpc-timeout-ms', '1000'];
 
+/** A fake node at `height`, the gateway following it over `transport`, and an observer that saw a first block. */
+async function startAgainst(
+  height: number,
+  transport: 'http' | 'ws',
+): Promise<{ chain: FakeChain; node: FakeNode; gateway: GatewayProcess; observer: Observer }> {
+  const chain = new FakeChain({ chainId: CHAIN_ID, height });
+  const node = await FakeNode.start(chain);
+  const url = transport === 'http' ? node.url : node.wsUrl;
+  const gateway = await startGateway(['--rpc', url, ...COMMON_ARGS, '--rpc-max-response-bytes', '65536']);
+  const observer = await Observer.start(gateway, true);
+  await observer.sees(chain.mine());
+  return { chain, node, gateway, observer };
+}
+
 describe('a hostile or broken node over http', () => {
   let chain: FakeChain;
   let node: FakeNode;
@@ -129,11 +143,7 @@ describe('a hostile or broken node over http', () => {
   let observer: Observer;
 
   beforeAll(async () => {
-    chain = new FakeChain({ chainId: CHAIN_ID, height: 40 });
-    node = await FakeNode.start(chain);
-    gateway = await startGateway(['--rpc', node.url, ...COMMON_ARGS, '--rpc-max-response-bytes', '65536']);
-    observer = await Observer.start(gateway, true);
-    await observer.sees(chain.mine());
+    ({ chain, node, gateway, observer } = await startAgainst(40, 'http'));
   });
 
   afterAll(async () => {
@@ -380,11 +390,7 @@ describe('a hostile or broken node over ws', () => {
   let observer: Observer;
 
   beforeAll(async () => {
-    chain = new FakeChain({ chainId: CHAIN_ID, height: 10 });
-    node = await FakeNode.start(chain);
-    gateway = await startGateway(['--rpc', node.wsUrl, ...COMMON_ARGS, '--rpc-max-response-bytes', '65536']);
-    observer = await Observer.start(gateway, true);
-    await observer.sees(chain.mine());
+    ({ chain, node, gateway, observer } = await startAgainst(10, 'ws'));
   });
 
   afterAll(async () => {

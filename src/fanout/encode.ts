@@ -14,7 +14,11 @@ export function pack(value: unknown): Uint8Array {
   return packr.pack(value);
 }
 
-/** Decodes standard MessagePack. Throws on bytes that are not MessagePack. */
+/**
+ * Decodes standard MessagePack that this gateway encoded (tests and benchmarks read frames with
+ * it). Never for what a client sends: msgpackr allocates by what headers claim and accepts its own
+ * extensions; client frames go through the bounded decoder of `transport/decodeClientFrame.ts`.
+ */
 export function unpack(bytes: Uint8Array): unknown {
   return packr.unpack(bytes);
 }
