@@ -92,6 +92,9 @@ describe('single-frame attacks', () => {
       expect((await client.request({ op: 'ping' })).type).toBe('pong');
     }
     const rssAfter = rssMB(pid);
+    console.log(
+      `${attack.name}: ${size} bytes, error after ${percentile(replyMs, 50).toFixed(2)} ms (median of ${TRIES}), max ${Math.max(...replyMs).toFixed(2)} ms, RSS ${(rssAfter - rssBefore).toFixed(1)} MB`,
+    );
     expect(client.closed).toBeUndefined();
     expect(percentile(replyMs, 50)).toBeLessThan(MEDIAN_REPLY_MS);
     expect(rssAfter - rssBefore).toBeLessThan(RSS_GROWTH_MB);
