@@ -10,7 +10,7 @@ import { type ChainBlock, EVENT_KINDS } from '../src/domain/types.ts';
 import { DeliveryLedger } from '../src/fanout/DeliveryLedger.ts';
 import { buildFrame, EncodedFields, EncodedValue, encodePrefix, pack } from '../src/fanout/encode.ts';
 import { Fanout, type Peer, toBlockHeader } from '../src/fanout/Fanout.ts';
-import { encodedEvents, matchActivity } from '../src/fanout/matchActivity.ts';
+import { encodedValues, matchActivity } from '../src/fanout/matchActivity.ts';
 import { SubscriptionIndex } from '../src/index/SubscriptionIndex.ts';
 import { BENCH_CHAIN_ID, createBlockSource, type Workload, watchLists } from './lib/synthetic.ts';
 
@@ -115,9 +115,11 @@ export function runMicro(quick: boolean): MicroResult[] {
         10_000,
         () => {
           const encoded = new Set<EncodedValue>();
+          const values = encodedValues(block);
           for (const list of matchActivity(index, block, 0).values()) {
             matches += list.length;
-            for (const value of encodedEvents(block, list)) {
+            for (const i of list) {
+              const value = values[i] as EncodedValue;
               if (encoded.has(value)) continue;
               encoded.add(value);
               void value.msgpack;

@@ -2,16 +2,8 @@ import { toCursor } from '../domain/cursor.ts';
 import type { ChainBlock, ChainTx, TxEvent } from '../domain/types.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { type DeliveryLedger, sentList } from './DeliveryLedger.ts';
-import {
-  buildFrame,
-  EncodedFields,
-  type EncodedValue,
-  type Encoding,
-  encodePrefix,
-  type Frame,
-  type FramePrefix,
-} from './encode.ts';
-import { encodedActivity, encodedEvents, matchActivity, matchSubscription } from './matchActivity.ts';
+import { buildFrame, EncodedFields, type Encoding, encodePrefix, type Frame, type FramePrefix } from './encode.ts';
+import { encodedValues, matchActivity, matchSubscription } from './matchActivity.ts';
 import { matchPending } from './matchPending.ts';
 
 /** What fan-out needs to know of a subscriber's connection. */
@@ -223,7 +215,7 @@ export class Fanout<O extends Peer> {
     const matches = matchActivity(this.#index, block, confirmations);
     if (matches.size > 0) {
       const shared = parts.activityFields;
-      const entries = encodedActivity(block);
+      const values = encodedValues(block);
       // Most subscriptions match one event (popular addresses have many watchers): those with the
       // same event, id and encoding share the frame built for the first of them.
       const single = new Map<number, { sid: string; encoding: Encoding; frame: Frame }>();
@@ -234,8 +226,7 @@ export class Fanout<O extends Peer> {
         if (built !== undefined && built.sid === sub.sid && built.encoding === sub.owner.encoding) {
           frame = built.frame;
         } else {
-          const events = indexes.map((i) => (entries[i] as { encoded: EncodedValue }).encoded);
-          frame = buildFrame(sub.owner.encoding, this.#prefix(sub), shared, events);
+          frame = buildFrame(sub.owner.encoding, this.#prefix(sub), shared, values, indexes);
           if (only !== undefined) single.set(only, { sid: sub.sid, encoding: sub.owner.encoding, frame });
         }
         activityBytes += batch.add(sub.owner, frame);
@@ -271,7 +262,8 @@ export class Fanout<O extends Peer> {
     const sent = ledger.sentAt(block.hash);
     const retracted = new Set<Subscription<O>>();
     if (sent !== undefined) {
-      for (const [sub, events] of [...sent]) {
+      // Deleting the entry being visited is safe while iterating a Map.
+      for (const [sub, events] of sent) {
         if ((sub.filter.confirmations ?? 0) !== confirmations || !this.#index.has(sub)) continue;
         ledger.forget(block.hash, sub);
         retracted.add(sub);
@@ -279,7 +271,8 @@ export class Fanout<O extends Peer> {
           sub.owner.encoding,
           this.#removedPrefix(sub),
           shared,
-          encodedEvents(block, sentList(events)),
+          encodedValues(block),
+          sentList(events),
         );
         activityBytes += batch.add(sub.owner, frame);
         activityMessages++;
@@ -291,7 +284,7 @@ export class Fanout<O extends Peer> {
       if (!this.#index.has(sub)) continue;
       const events = matchSubscription(sub, block);
       if (events.length === 0) continue;
-      const frame = buildFrame(sub.owner.encoding, this.#removedPrefix(sub), shared, encodedEvents(block, events));
+      const frame = buildFrame(sub.owner.encoding, this.#removedPrefix(sub), shared, encodedValues(block), events);
       activityBytes += batch.add(sub.owner, frame);
       activityMessages++;
     }
@@ -305,7 +298,7 @@ export class Fanout<O extends Peer> {
     if (sub.filter.channel === 'blocks') return buildFrame(sub.owner.encoding, this.#removedPrefix(sub), fields);
     const events = matchSubscription(sub, orphan);
     if (events.length === 0) return undefined;
-    return buildFrame(sub.owner.encoding, this.#removedPrefix(sub), fields, encodedEvents(orphan, events));
+    return buildFrame(sub.owner.encoding, this.#removedPrefix(sub), fields, encodedValues(orphan), events);
   }
 
   /**
@@ -320,7 +313,7 @@ export class Fanout<O extends Peer> {
     }
     const events = matchSubscription(sub, block);
     if (events.length === 0) return undefined;
-    const frame = buildFrame(sub.owner.encoding, this.#prefix(sub), parts.activityFields, encodedEvents(block, events));
+    const frame = buildFrame(sub.owner.encoding, this.#prefix(sub), parts.activityFields, encodedValues(block), events);
     return { frame, events };
   }
 

@@ -33,6 +33,30 @@ function eventsHeader(frame: Frame, length: number): number[] {
 const FIELDS = { chainId: 1, block: { number: 7, hash: '0xab', timestamp: 1_700_000_000 }, cursor: '1:7:0xab' };
 
 describe('buildFrame', () => {
+  it.each(ENCODINGS)(
+    '%s: with pick, carries the picked events in that order, the same bytes as a list of them',
+    (encoding) => {
+      const all = Array.from({ length: 20 }, (_, i) => new EncodedValue({ kind: 'tx', id: `0x${i}` }));
+      const prefix = encodePrefix('activity', 's1');
+      const fields = new EncodedFields(FIELDS);
+      for (const pick of [[3], [0, 5, 19], Array.from({ length: 17 }, (_, i) => i + 2)]) {
+        const picked = buildFrame(encoding, prefix, fields, all, pick);
+        const listed = buildFrame(
+          encoding,
+          prefix,
+          fields,
+          pick.map((i) => all[i] as EncodedValue),
+        );
+        expect(typeof picked === 'string' ? picked : Buffer.from(picked)).toEqual(
+          typeof listed === 'string' ? listed : Buffer.from(listed),
+        );
+        expect((decode(picked) as { events: Array<{ id: string }> }).events.map((e) => e.id)).toEqual(
+          pick.map((i) => `0x${i}`),
+        );
+      }
+    },
+  );
+
   it.each(ENCODINGS)('%s: decodes to exactly {type, sub, ...fields, events}', (encoding) => {
     const events = [
       { kind: 'tx', id: '0x1' },

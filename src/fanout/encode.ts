@@ -130,27 +130,44 @@ export function encodePrefix(type: string, sub: string): FramePrefix {
 
 const EVENTS_KEY = pack('events');
 
+/** The k-th event of a frame: `events[k]`, or `events[pick[k]]` with `pick`. */
+function eventAt(events: readonly EncodedValue[], pick: readonly number[] | undefined, k: number): EncodedValue {
+  return events[pick === undefined ? k : (pick[k] as number)] as EncodedValue;
+}
+
 /**
  * Builds one message frame: `{type, sub, ...shared, events?}` from pre-encoded parts. The only
- * work per subscriber is this concatenation.
+ * work per subscriber is this concatenation. With `pick`, the frame carries `events[pick[0]]`,
+ * `events[pick[1]]`, … (a subscription's matches among a block's events) instead of all of
+ * `events`, without a list of its own.
  */
 export function buildFrame(
   encoding: Encoding,
   prefix: FramePrefix,
   shared: EncodedFields,
   events?: readonly EncodedValue[],
+  pick?: readonly number[],
 ): Frame {
+  const n = events === undefined ? 0 : (pick ?? events).length;
   if (encoding === 'json') {
-    const tail = events === undefined ? '' : `,"events":[${events.map((e) => e.json).join(',')}]`;
+    let tail = '';
+    if (events !== undefined) {
+      tail = ',"events":[';
+      for (let k = 0; k < n; k++)
+        tail +=
+          k === 0
+            ? eventAt(events as readonly EncodedValue[], pick, k).json
+            : `,${eventAt(events as readonly EncodedValue[], pick, k).json}`;
+      tail += ']';
+    }
     return `{${prefix.json}${shared.count > 0 ? ',' : ''}${shared.json}${tail}}`;
   }
   // Headers are written in place: the frame is the only allocation per subscriber.
   const count = 2 + shared.count + (events === undefined ? 0 : 1);
   let length = (count < 16 ? 1 : 3) + prefix.msgpack.length + shared.msgpack.length;
   if (events !== undefined) {
-    const n = events.length;
     length += EVENTS_KEY.length + (n < 16 ? 1 : n < 65_536 ? 3 : 5);
-    for (const e of events) length += e.msgpack.length;
+    for (let k = 0; k < n; k++) length += eventAt(events as readonly EncodedValue[], pick, k).msgpack.length;
   }
   const frame = Buffer.allocUnsafe(length);
   let at = writeMapHeader(frame, 0, count);
@@ -160,9 +177,9 @@ export function buildFrame(
   at += shared.msgpack.length;
   if (events !== undefined) {
     frame.set(EVENTS_KEY, at);
-    at = writeArrayHeader(frame, at + EVENTS_KEY.length, events.length);
-    for (const e of events) {
-      const bytes = e.msgpack;
+    at = writeArrayHeader(frame, at + EVENTS_KEY.length, n);
+    for (let k = 0; k < n; k++) {
+      const bytes = eventAt(events as readonly EncodedValue[], pick, k).msgpack;
       frame.set(bytes, at);
       at += bytes.length;
     }

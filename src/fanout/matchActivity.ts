@@ -11,6 +11,7 @@ export interface EncodedActivity {
 }
 
 const cache = new WeakMap<ChainBlock, readonly EncodedActivity[]>();
+const valuesCache = new WeakMap<ChainBlock, readonly EncodedValue[]>();
 const byAddressCache = new WeakMap<ChainBlock, ReadonlyMap<Hex, readonly number[]>>();
 
 /** The block's activity events ready to splice into frames; computed once per block. */
@@ -27,10 +28,17 @@ export function encodedActivity(block: ChainBlock): readonly EncodedActivity[] {
   return entries;
 }
 
-/** The encoded events at `indexes` of {@link encodedActivity}, in that order. */
-export function encodedEvents(block: ChainBlock, indexes: readonly number[]): EncodedValue[] {
-  const entries = encodedActivity(block);
-  return indexes.map((i) => (entries[i] as EncodedActivity).encoded);
+/**
+ * The encoded events of {@link encodedActivity}, by the same indexes: what a frame picks a
+ * subscription's matches from (`buildFrame(…, encodedValues(block), indexes)`).
+ */
+export function encodedValues(block: ChainBlock): readonly EncodedValue[] {
+  let values = valuesCache.get(block);
+  if (values === undefined) {
+    values = encodedActivity(block).map((entry) => entry.encoded);
+    valuesCache.set(block, values);
+  }
+  return values;
 }
 
 /** address → indexes of the block's events that name it, ascending; built once per block, on first use. */
