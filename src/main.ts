@@ -13,14 +13,11 @@ import { type ChainSource, followChain } from './followChain.ts';
 import { SubscriptionIndex } from './index/SubscriptionIndex.ts';
 import { createMetrics, zeroSeries } from './metrics/metrics.ts';
 import { watchHeap } from './reclaimMemory.ts';
-import {
-  assertNativeUws,
-  type Connection,
-  createServer,
-  MAX_QUEUED_RESUMES_PER_CONNECTION,
-  type Server,
-} from './transport/createServer.ts';
+import { assertNativeUws, type Connection, createServer, type Server } from './transport/createServer.ts';
 import { connectionsFor, openFilesLimit } from './transport/descriptors.ts';
+
+/** Resumes one connection may have waiting at once; more are told to try again (PROTOCOL.md, Resume). */
+const MAX_QUEUED_RESUMES_PER_CONNECTION = 16;
 
 function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} ${message}\n`);

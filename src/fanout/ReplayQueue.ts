@@ -49,13 +49,13 @@ export class ReplayQueue<K> {
   readonly #options: ReplayQueueOptions;
   readonly #sliceMs: number;
   readonly #maxWaitMs: number;
-  /** Work each job in progress or waiting has had so far, in ms. */
-  readonly #workMs = new Map<ReplayJob, number>();
   /** The work a finished job took, averaged over the recent ones, in ms. */
   #jobMs = FIRST_JOB_MS;
-  /** Jobs in order of arrival (a Set: cancelling one is O(1)); the first is in progress. */
-  readonly #jobs = new Set<ReplayJob>();
-  readonly #ownerOf = new Map<ReplayJob, K>();
+  /**
+   * Jobs in order of arrival (a Map: cancelling one is O(1)), the first in progress, each with
+   * its owner and the work it has had so far, in ms.
+   */
+  readonly #jobs = new Map<ReplayJob, { readonly owner: K; workMs: number }>();
   readonly #perOwner = new Map<K, number>();
   /** Cancels the scheduled slice, while one is scheduled. */
   #timer: (() => void) | undefined;
@@ -90,9 +90,9 @@ export class ReplayQueue<K> {
     const owned = this.#perOwner.get(owner) ?? 0;
     if (this.#jobs.size >= this.#options.maxQueued || owned >= this.#options.maxPerOwner) return 'full';
     if (this.#jobs.size > 0 && this.estimatedWaitMs() > this.#maxWaitMs) return 'full';
-    if (this.#jobs.size === 0 && this.#timer === undefined && this.#run(job)) return 'done';
-    this.#jobs.add(job);
-    this.#ownerOf.set(job, owner);
+    const state = { owner, workMs: 0 };
+    if (this.#jobs.size === 0 && this.#timer === undefined && this.#run(job, state)) return 'done';
+    this.#jobs.set(job, state);
     this.#perOwner.set(owner, owned + 1);
     this.#options.onSize?.(this.#jobs.size);
     this.#schedule(0);
@@ -108,34 +108,28 @@ export class ReplayQueue<K> {
   /** Cancels every job and stops. */
   close(): void {
     this.#closed = true;
-    for (const job of [...this.#jobs]) this.cancel(job);
+    for (const job of [...this.#jobs.keys()]) this.cancel(job);
     this.#clearTimer();
   }
 
-  /** One slice of a job; true when it finished. */
-  #run(job: ReplayJob): boolean {
+  /** One slice of a job; true when it finished (what it took then counts in {@link estimatedWaitMs}). */
+  #run(job: ReplayJob, state: { workMs: number }): boolean {
     const started = performance.now();
     const finished = job.step(started + this.#sliceMs);
     const ms = performance.now() - started;
     this.#options.onWork?.(ms / 1000);
-    const total = (this.#workMs.get(job) ?? 0) + ms;
-    if (finished) {
-      this.#workMs.delete(job);
-      this.#jobMs = 0.8 * this.#jobMs + 0.2 * total;
-    } else {
-      this.#workMs.set(job, total);
-    }
+    state.workMs += ms;
+    if (finished) this.#jobMs = 0.8 * this.#jobMs + 0.2 * state.workMs;
     return finished;
   }
 
   #remove(job: ReplayJob): void {
-    this.#workMs.delete(job);
-    if (!this.#jobs.delete(job)) return;
-    const owner = this.#ownerOf.get(job) as K;
-    this.#ownerOf.delete(job);
-    const left = (this.#perOwner.get(owner) ?? 1) - 1;
-    if (left > 0) this.#perOwner.set(owner, left);
-    else this.#perOwner.delete(owner);
+    const state = this.#jobs.get(job);
+    if (state === undefined) return;
+    this.#jobs.delete(job);
+    const left = (this.#perOwner.get(state.owner) ?? 1) - 1;
+    if (left > 0) this.#perOwner.set(state.owner, left);
+    else this.#perOwner.delete(state.owner);
     this.#options.onSize?.(this.#jobs.size);
   }
 
@@ -161,11 +155,12 @@ export class ReplayQueue<K> {
   }
 
   #pump(): void {
-    const job = this.#jobs.values().next().value;
-    if (job === undefined) return;
+    const first = this.#jobs.entries().next().value;
+    if (first === undefined) return;
+    const [job, state] = first;
     const started = performance.now();
     // A step may cancel its own job (a write that closes a slow connection): removal is idempotent.
-    if (this.#run(job)) this.#remove(job);
+    if (this.#run(job, state)) this.#remove(job);
     this.#schedule(performance.now() - started);
   }
 }

@@ -57,7 +57,8 @@ export interface ChainDirectory {
    * Resumes `sub` (made, not live) from a client's cursor (PROTOCOL.md, Resume): sends what it
    * missed, at most `maxBytes`, then calls `onDone(true)`, at once or later, in turn with other
    * resumes; or sends nothing and calls `onDone(false)`. `onDone` must make the subscription live
-   * before it returns. A `full` ticket calls nothing: the queue of resumes was full.
+   * before it returns. A `full` ticket calls nothing: the queue of resumes had no room for it (in
+   * all, or for this connection).
    */
   readonly resume: (
     sub: Subscription<Connection>,
@@ -152,8 +153,6 @@ const ENCODINGS: readonly string[] = ['msgpack', 'json'];
 /** The activity kinds this gateway decodes; a subscription without `kinds` gets all of them. */
 const SERVED_KINDS: ReadonlySet<EventKind> = new Set(EVENT_KINDS);
 
-/** Resumes a connection may have waiting at once; more are told to try again (PROTOCOL.md). */
-export const MAX_QUEUED_RESUMES_PER_CONNECTION = 16;
 /** How often the open-files count is looked at, in ms (a listing where the count is not cheap: every second). */
 const DESCRIPTOR_CHECK_MS = 100;
 
@@ -332,19 +331,6 @@ export function createServer(options: ServerOptions): Promise<Server> {
       goLive(undefined);
       return;
     }
-    if (conn.resuming.size >= MAX_QUEUED_RESUMES_PER_CONNECTION) {
-      conn.subs.delete(sid);
-      countAddresses(conn, -sub.addresses.size);
-      const retryAfterMs = chains.retryAfterMs();
-      sendError(
-        conn,
-        id,
-        'TRY_AGAIN',
-        `at most ${MAX_QUEUED_RESUMES_PER_CONNECTION} resumes of one connection wait at once`,
-        { retryAfterMs },
-      );
-      return;
-    }
     // Replayed in turn with other resumes; live once everything it missed was written.
     const state: { cancel: (() => void) | undefined } = { cancel: undefined };
     conn.resuming.set(sid, state);
@@ -356,7 +342,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
       conn.resuming.delete(sid);
       conn.subs.delete(sid);
       countAddresses(conn, -sub.addresses.size);
-      sendError(conn, id, 'TRY_AGAIN', 'too many resumes wait for their replay on this gateway', {
+      sendError(conn, id, 'TRY_AGAIN', 'too many resumes wait for their replay (on this connection, or in all)', {
         retryAfterMs: chains.retryAfterMs(),
       });
       return;
