@@ -107,8 +107,9 @@ export class RpcPool {
       // A request cut short by a failover or close is no fault of the node.
       if (client !== this.#client || this.#closed) throw error;
       this.#options.onRequest?.(method, url, (performance.now() - started) / 1000, false);
-      this.#mark(url, false);
+      // report() marks the endpoint down, except for a node behind (which a request never is).
       if (error instanceof RpcFaultError) this.report(error, url);
+      else this.#mark(url, false);
       throw error;
     }
   }

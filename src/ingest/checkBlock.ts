@@ -50,6 +50,36 @@ export function toBlockNumber(raw: unknown): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
+/**
+ * The chain id of an `eth_chainId` answer (a canonical quantity); throws fault `malformed`
+ * otherwise.
+ */
+export function toChainId(raw: unknown): number {
+  const id = toBlockNumber(raw);
+  if (id === undefined) {
+    throw new RpcFaultError('malformed', `eth_chainId answered ${excerpt(raw)}`, { method: 'eth_chainId' });
+  }
+  return id;
+}
+
+/** Fault `wrong_chain`: the node answered `eth_chainId` with `id`, not `expected`, so `consequence`. */
+export function wrongChain(id: number, expected: number, consequence: string): RpcFaultError {
+  return new RpcFaultError('wrong_chain', `eth_chainId answered ${id}, not ${expected}: ${consequence}`, {
+    method: 'eth_chainId',
+  });
+}
+
+/**
+ * The `chainId` a transaction names: `undefined` when it names none (absent, null, or 0 as
+ * pre-EIP-155 transactions may say), `NaN` when it is not a quantity.
+ */
+export function txChainId(raw: unknown): number | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  const n = typeof raw === 'string' ? looseNumber(raw) : undefined;
+  if (n === undefined) return Number.NaN;
+  return n === 0 ? undefined : n;
+}
+
 /** A quantity as a number, accepting leading zeros; `undefined` when it is not one or passes 2^53. */
 function looseNumber(raw: string): number | undefined {
   if (!LOOSE_QUANTITY.test(raw)) return undefined;
@@ -135,13 +165,10 @@ function checkTx(tx: Record<string, unknown>, i: number, header: Header, expecte
     if (n === undefined) throw malformed(call, `transaction ${i} whose blockNumber is`, blockNumber);
     if (n !== header.number) throw inconsistent(call, `transaction ${i} of block ${n}`);
   }
-  const chainId = tx['chainId'];
-  if (chainId !== undefined && chainId !== null) {
-    const n = typeof chainId === 'string' ? looseNumber(chainId) : undefined;
-    if (n === undefined) throw malformed(call, `transaction ${i} whose chainId is`, chainId);
-    if (n !== 0 && n !== expected.chainId) {
-      throw inconsistent(call, `transaction ${i} of chain ${n}, not ${expected.chainId}`);
-    }
+  const chainId = txChainId(tx['chainId']);
+  if (Number.isNaN(chainId)) throw malformed(call, `transaction ${i} whose chainId is`, tx['chainId']);
+  if (chainId !== undefined && chainId !== expected.chainId) {
+    throw inconsistent(call, `transaction ${i} of chain ${chainId}, not ${expected.chainId}`);
   }
 }
 

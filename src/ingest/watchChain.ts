@@ -6,11 +6,11 @@ import {
   checkBlockReceipts,
   checkTxReceipt,
   type Header,
-  toBlockNumber,
+  toChainId,
   toHeader,
   toQuantity,
+  wrongChain,
 } from './checkBlock.ts';
-import { excerpt } from './excerpt.ts';
 import { RpcPool } from './RpcPool.ts';
 import { type RpcBlock, type RpcReceipt, toChainBlock } from './toChainBlock.ts';
 
@@ -124,12 +124,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   };
 
   async function askChainId(): Promise<number> {
-    const raw = await pool.send('eth_chainId', []);
-    const id = toBlockNumber(raw);
-    if (id === undefined) {
-      throw new RpcFaultError('malformed', `eth_chainId answered ${excerpt(raw)}`, { method: 'eth_chainId' });
-    }
-    return id;
+    return toChainId(await pool.send('eth_chainId', []));
   }
 
   /** The receipts of a checked block; `early` is an `eth_getBlockReceipts` already sent for it. */
@@ -410,11 +405,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   async function round(): Promise<void> {
     if (pool.chainCheckDue(chainIdCheckIntervalMs)) {
       const id = await askChainId();
-      if (id !== chainId) {
-        throw new RpcFaultError('wrong_chain', `eth_chainId answered ${id}, not ${chainId}: its answers are not used`, {
-          method: 'eth_chainId',
-        });
-      }
+      if (id !== chainId) throw wrongChain(id, chainId, 'its answers are not used');
       pool.chainChecked();
     }
     const target = await latestHeader();

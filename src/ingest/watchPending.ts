@@ -1,7 +1,7 @@
 import { errorMessage, GatewayError, RpcFaultError } from '../domain/errors.ts';
 import type { TxEvent } from '../domain/types.ts';
 import { Capabilities, isMethodUnsupported } from './Capabilities.ts';
-import { toBlockNumber } from './checkBlock.ts';
+import { toChainId, txChainId, wrongChain } from './checkBlock.ts';
 import { createRpcClient, isWebSocketUrl, type RpcClient } from './createRpcClient.ts';
 import { excerpt } from './excerpt.ts';
 import { toPendingTxEvent } from './toPendingTxEvent.ts';
@@ -60,7 +60,6 @@ const DEFAULT_CHAIN_ID_CHECK_MS = 60_000;
 const MAX_SEEN_HASHES = 100_000;
 const MAX_BACKOFF_MS = 30_000;
 const HASH = /^0x[0-9a-fA-F]{64}$/;
-const QUANTITY = /^0x[0-9a-fA-F]{1,16}$/;
 
 /**
  * Follows the mempool of a chain's node and hands over its transactions as `tx` events (see
@@ -130,20 +129,8 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
 
   async function checkChain(client: RpcClient): Promise<void> {
     if (options.chainId === undefined) return;
-    const raw = await send(client, 'eth_chainId', []);
-    const id = toBlockNumber(raw);
-    if (id === options.chainId) return;
-    throw id === undefined
-      ? new RpcFaultError('malformed', `eth_chainId answered ${excerpt(raw)}`, {
-          method: 'eth_chainId',
-        })
-      : new RpcFaultError(
-          'wrong_chain',
-          `eth_chainId answered ${id}, not ${options.chainId}: its mempool is not used`,
-          {
-            method: 'eth_chainId',
-          },
-        );
+    const id = toChainId(await send(client, 'eth_chainId', []));
+    if (id !== options.chainId) throw wrongChain(id, options.chainId, 'its mempool is not used');
   }
 
   function remember(hash: string): boolean {
@@ -188,12 +175,10 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
       fault(new RpcFaultError('malformed', `${method}: ${errorMessage(error)}`, { method }), url);
       return undefined;
     }
+    if (event === undefined || options.chainId === undefined) return event;
     const txChain = (raw as Record<string, unknown>)['chainId'];
-    if (event === undefined || options.chainId === undefined || txChain === undefined || txChain === null) {
-      return event;
-    }
-    const n = typeof txChain === 'string' && QUANTITY.test(txChain) ? Number.parseInt(txChain.slice(2), 16) : undefined;
-    if (n === undefined) {
+    const n = txChainId(txChain);
+    if (Number.isNaN(n)) {
       fault(
         new RpcFaultError('malformed', `${method}: transaction ${event.id} has chainId ${excerpt(txChain)}`, {
           method,
@@ -202,7 +187,7 @@ export async function watchPending(options: WatchPendingOptions): Promise<Pendin
       );
       return undefined;
     }
-    if (n !== 0 && n !== options.chainId) {
+    if (n !== undefined && n !== options.chainId) {
       fault(
         new RpcFaultError(
           'inconsistent',
