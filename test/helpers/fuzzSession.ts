@@ -4,12 +4,13 @@
  * own process, and in this process an observer that subscribes to `blocks` and pings every
  * 50 ms, while the gateway's RSS and CPU are sampled from /proc.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { type Anvil, startAnvil } from '../../src/devnet/startAnvil.ts';
+import { cpuDelta, cpuTime, memory } from '../../bench/lib/proc.ts';
+import { startAnvil } from '../../src/devnet/startAnvil.ts';
+import { rpc } from './chain.ts';
 import { TestClient } from './client.ts';
 import type { FuzzerResult } from './fuzzer.ts';
 import { type GatewayProcess, startGateway } from './gateway.ts';
@@ -79,20 +80,7 @@ export interface FuzzSessionFigures {
 
 /** Resident memory of `pid`, in MB (VmRSS of /proc/<pid>/status). */
 export function rssMB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? Number.NaN) / 1024;
-}
-
-/** Clock ticks per second of /proc/<pid>/stat. */
-function ticksPerSecond(): number {
-  return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-}
-
-/** CPU time `pid` used so far, user and system, in clock ticks. */
-function cpuTicks(pid: number): { user: number; system: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(fields[11]), system: Number(fields[12]) };
+  return memory(pid).rssBytes / 1_048_576;
 }
 
 /** The value at percentile `p` (0–100) of `values`. */
@@ -112,15 +100,6 @@ async function seriesOf(httpUrl: string, prefixes: readonly string[]): Promise<S
     if (prefixes.some((prefix) => key.startsWith(prefix))) keys.add(key);
   }
   return keys;
-}
-
-async function chainHead(anvil: Anvil): Promise<number> {
-  const response = await fetch(anvil.httpUrl, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_blockNumber', params: [] }),
-  });
-  return Number(((await response.json()) as { result: string }).result);
 }
 
 const CLIENT_SERIES = ['blockcast_transport_', 'blockcast_index_'];
@@ -180,7 +159,7 @@ export async function runFuzzSession(options: FuzzSessionOptions): Promise<FuzzS
     timers.push(setInterval(sample, 250));
     let warmMB: number | undefined;
     const seriesBefore = await seriesOf(gateway.httpUrl, CLIENT_SERIES);
-    const cpuBefore = cpuTicks(pid);
+    const cpuBefore = cpuTime(pid);
     const started = performance.now();
 
     const child = spawn(
@@ -235,7 +214,7 @@ export async function runFuzzSession(options: FuzzSessionOptions): Promise<FuzzS
       });
     });
     const durationMs = performance.now() - started;
-    const cpuAfter = cpuTicks(pid);
+    const cpuAfter = cpuTime(pid);
     sample();
     const endMB = rss[rss.length - 1] as number;
 
@@ -245,7 +224,7 @@ export async function runFuzzSession(options: FuzzSessionOptions): Promise<FuzzS
     collectBlocks();
     pinging = false;
     await pingLoop;
-    const head = await chainHead(anvil);
+    const head = Number(await rpc<string>(anvil.httpUrl, 'eth_blockNumber'));
     const seriesAfter = await seriesOf(gateway.httpUrl, CLIENT_SERIES);
     const gatewayAlive = gateway.process.exitCode === null && (await fetch(`${gateway.httpUrl}/healthz`)).ok;
 
@@ -258,7 +237,7 @@ export async function runFuzzSession(options: FuzzSessionOptions): Promise<FuzzS
     for (let i = 1; i < arrivals.length; i++) {
       largestGapMs = Math.max(largestGapMs, (arrivals[i]?.at ?? 0) - (arrivals[i - 1]?.at ?? 0));
     }
-    const ticks = ticksPerSecond();
+    const used = cpuDelta(cpuBefore, cpuAfter);
     return {
       fuzzer: result,
       fuzzerErrors: errors,
@@ -286,10 +265,9 @@ export async function runFuzzSession(options: FuzzSessionOptions): Promise<FuzzS
         samples: rss.length,
       },
       cpu: {
-        userSec: (cpuAfter.user - cpuBefore.user) / ticks,
-        systemSec: (cpuAfter.system - cpuBefore.system) / ticks,
-        percent:
-          ((cpuAfter.user - cpuBefore.user + cpuAfter.system - cpuBefore.system) / ticks / (durationMs / 1000)) * 100,
+        userSec: used.userUs / 1e6,
+        systemSec: used.systemUs / 1e6,
+        percent: ((used.userUs + used.systemUs) / 1e6 / (durationMs / 1000)) * 100,
       },
       seriesAdded: [...seriesAfter].filter((key) => !seriesBefore.has(key)),
       seriesRemoved: [...seriesBefore].filter((key) => !seriesAfter.has(key)),
