@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
-import { type Encoding, TestClient } from './helpers/client.ts';
+import { type Encoding, TestClient, tryUpgrade } from './helpers/client.ts';
 import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
 
 const GOOD = '0x70997970c51812dc3a010c7d01b50e0d17dc79c8';
@@ -251,14 +250,8 @@ describe('connections per address', () => {
 });
 
 /** The HTTP status of a WebSocket upgrade to `url` (101 when it opened; closed at once). */
-function upgradeStatus(url: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
-    ws.on('upgrade', () => {
-      resolve(101);
-      ws.close();
-    });
-    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-    ws.on('error', (error) => reject(error));
-  });
+async function upgradeStatus(url: string): Promise<number> {
+  const upgrade = await tryUpgrade(url);
+  upgrade.ws?.close();
+  return upgrade.status;
 }

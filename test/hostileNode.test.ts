@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Message, TestClient } from './helpers/client.ts';
 import { FAKE_ACCOUNTS, type FakeBlock, FakeChain, FakeNode } from './helpers/fakeNode.ts';
-import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
+import { type GatewayProcess, scrapeMetrics, seriesValue, startGateway } from './helpers/gateway.ts';
 
 const CHAIN_ID = 1337;
 /** Watched by the activity subscriptions: every block of the fake chain has a transaction from it. */
@@ -91,10 +91,8 @@ class Observer {
 
 /** The value of `blockcast_ingest_rpc_faults_total` for an endpoint and a reason. */
 async function faults(gateway: GatewayProcess, node: FakeNode, reason: string): Promise<number> {
-  const text = await (await fetch(`${gateway.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
   const series = `blockcast_ingest_rpc_faults_total{chain="${CHAIN_ID}",endpoint="${node.endpoint}",reason="${reason}"}`;
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? Number.NaN : Number(line.slice(series.length + 1));
+  return seriesValue(await scrapeMetrics(gateway), series) ?? Number.NaN;
 }
 
 /** Waits (bounded: polls /metrics every 100 ms) until the fault count of `reason` passes `above`. */

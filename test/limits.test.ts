@@ -1,50 +1,9 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { cpuDelta, cpuTime } from '../bench/lib/proc.ts';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
-import { type Message, TestClient } from './helpers/client.ts';
-import { freeFixedPort, type GatewayProcess, startGateway } from './helpers/gateway.ts';
-
-/** Outcome of one WebSocket upgrade: the HTTP status (101 when it opened) and, if open, the socket. */
-interface Upgrade {
-  readonly status: number;
-  readonly ws?: WebSocket;
-}
-
-/** Tries one upgrade to `url` (bounded); an opened socket is returned open, after its welcome. */
-function tryUpgrade(url: string, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<Upgrade> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url}?encoding=json`, { headers });
-    const timer = setTimeout(() => {
-      ws.terminate();
-      reject(new Error(`no answer to the upgrade within ${timeoutMs} ms`));
-    }, timeoutMs);
-    ws.once('message', () => {
-      clearTimeout(timer);
-      resolve({ status: 101, ws });
-    });
-    ws.on('unexpected-response', (_req, res) => {
-      clearTimeout(timer);
-      resolve({ status: res.statusCode ?? 0 });
-      ws.terminate();
-    });
-    ws.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
-}
-
-async function metricsText(gateway: GatewayProcess): Promise<string> {
-  return (await fetch(`${gateway.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-}
-
-/** The value of one series of the gateway's metrics, 0 when it is absent. */
-function metric(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
+import { type Message, TestClient, tryUpgrade, type Upgrade } from './helpers/client.ts';
+import { freeFixedPort, type GatewayProcess, scrapeMetrics, seriesValue, startGateway } from './helpers/gateway.ts';
 
 /** 0x-prefixed addresses `from` … `from + count - 1`, all distinct. */
 function addresses(from: number, count: number): string[] {
@@ -79,9 +38,9 @@ describe('limits', () => {
       const held = await Promise.all([0, 1, 2].map(() => tryUpgrade(gateway.url)));
       expect(held.map((u) => u.status)).toEqual([101, 101, 101]);
       expect((await tryUpgrade(gateway.url)).status).toBe(503);
-      const text = await metricsText(gateway);
-      expect(metric(text, 'blockcast_transport_refused_total{reason="capacity"}')).toBe(1);
-      expect(metric(text, 'blockcast_transport_connections')).toBe(3);
+      const text = await scrapeMetrics(gateway);
+      expect(seriesValue(text, 'blockcast_transport_refused_total{reason="capacity"}') ?? 0).toBe(1);
+      expect(seriesValue(text, 'blockcast_transport_connections') ?? 0).toBe(3);
       held[0]?.ws?.close();
       // The server handles the close on its own turn: try again until it has (bounded).
       let status = 0;
@@ -113,8 +72,8 @@ describe('limits', () => {
       expect((await tryUpgrade(gateway.url, { 'x-forwarded-for': '203.0.113.1' })).status).toBe(429);
       // The left part of the header is the client's own word: only the right-most untrusted hop counts.
       expect((await tryUpgrade(gateway.url, { 'x-forwarded-for': '203.0.113.9, 203.0.113.2' })).status).toBe(429);
-      const text = await metricsText(gateway);
-      expect(metric(text, 'blockcast_transport_refused_total{reason="per_ip"}')).toBe(2);
+      const text = await scrapeMetrics(gateway);
+      expect(seriesValue(text, 'blockcast_transport_refused_total{reason="per_ip"}') ?? 0).toBe(2);
       first.ws?.close();
       second.ws?.close();
     } finally {
@@ -154,9 +113,9 @@ describe('limits', () => {
       const sub = replies[0]?.['sub'] as string;
       const update = await (flood[0] as TestClient).request({ op: 'update', sub, add: addresses(900_000, 1) });
       expect(update).toMatchObject({ type: 'error', code: 'OVERLOADED' });
-      let text = await metricsText(gateway);
-      expect(metric(text, 'blockcast_index_watched_addresses')).toBe(BOUND);
-      expect(metric(text, 'blockcast_transport_errors_total{code="OVERLOADED"}')).toBe(16);
+      let text = await scrapeMetrics(gateway);
+      expect(seriesValue(text, 'blockcast_index_watched_addresses') ?? 0).toBe(BOUND);
+      expect(seriesValue(text, 'blockcast_transport_errors_total{code="OVERLOADED"}') ?? 0).toBe(16);
       // The observer was served throughout and still is.
       const from = observer.messages.length;
       await observer.next((m) => m['sub'] === blocks && m.type === 'block', 10_000, from);
@@ -169,8 +128,8 @@ describe('limits', () => {
         again = await late.request({ op: 'subscribe', channel: 'activity', addresses: addresses(1, PER_CONNECTION) });
       }
       expect(again?.type).toBe('subscribed');
-      text = await metricsText(gateway);
-      expect(metric(text, 'blockcast_index_watched_addresses')).toBe(PER_CONNECTION);
+      text = await scrapeMetrics(gateway);
+      expect(seriesValue(text, 'blockcast_index_watched_addresses') ?? 0).toBe(PER_CONNECTION);
       late.close();
       observer.close();
     } finally {
@@ -187,8 +146,8 @@ describe('limits', () => {
       // uWebSockets.js closes such a connection itself, without a close frame.
       expect((await bad.waitClose()).code).toBe(1006);
       expect((await observer.request({ op: 'ping' })).type).toBe('pong');
-      const text = await metricsText(gateway);
-      expect(metric(text, 'blockcast_transport_server_closes_total{reason="invalid_utf8"}')).toBe(1);
+      const text = await scrapeMetrics(gateway);
+      expect(seriesValue(text, 'blockcast_transport_server_closes_total{reason="invalid_utf8"}') ?? 0).toBe(1);
       observer.close();
     } finally {
       await gateway.stop();
@@ -317,8 +276,8 @@ describe('an open-files limit of 1024', () => {
     );
     expect(statuses.length).toBeGreaterThan(5);
     expect(statuses.every((s) => s === 200)).toBe(true);
-    const text = await metricsText(gateway);
-    expect(metric(text, 'blockcast_transport_refused_total{reason="capacity"}')).toBe(refused.length);
+    const text = await scrapeMetrics(gateway);
+    expect(seriesValue(text, 'blockcast_transport_refused_total{reason="capacity"}') ?? 0).toBe(refused.length);
     // Recovered: a new client connects and gets the next block.
     let client: TestClient | undefined;
     for (let attempt = 0; attempt < 50 && client === undefined; attempt++) {
@@ -370,8 +329,8 @@ describe('an open-files limit of 1024', () => {
       if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 100));
     }
     expect(status).toBe(200);
-    const text = await metricsText(gateway);
-    expect(metric(text, 'blockcast_transport_accept_pauses_total')).toBeGreaterThanOrEqual(1);
-    expect(metric(text, 'blockcast_transport_accepting')).toBe(1);
+    const text = await scrapeMetrics(gateway);
+    expect(seriesValue(text, 'blockcast_transport_accept_pauses_total') ?? 0).toBeGreaterThanOrEqual(1);
+    expect(seriesValue(text, 'blockcast_transport_accepting') ?? 0).toBe(1);
   });
 });

@@ -128,3 +128,33 @@ const packr = new Packr({ useRecords: false, variableMapSize: true });
 function encodeMsgpack(message: unknown): Buffer {
   return packr.pack(message);
 }
+
+/** Outcome of one WebSocket upgrade: the HTTP status (101 when it opened) and, if open, the socket. */
+export interface Upgrade {
+  readonly status: number;
+  readonly ws?: WebSocket;
+}
+
+/** Tries one upgrade to `url` (bounded); an opened socket is returned open, after its welcome. */
+export function tryUpgrade(url: string, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<Upgrade> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url}?encoding=json`, { headers });
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`no answer to the upgrade within ${timeoutMs} ms`));
+    }, timeoutMs);
+    ws.once('message', () => {
+      clearTimeout(timer);
+      resolve({ status: 101, ws });
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      clearTimeout(timer);
+      resolve({ status: res.statusCode ?? 0 });
+      ws.terminate();
+    });
+    ws.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}

@@ -152,3 +152,14 @@ export async function freeFixedPort(): Promise<number> {
   }
   throw new Error('no free port below the ephemeral range');
 }
+
+/** The gateway's /metrics, as text (bounded wait). */
+export async function scrapeMetrics(gateway: GatewayProcess): Promise<string> {
+  return (await fetch(`${gateway.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+}
+
+/** The value of one series of a scrape, named as Prometheus writes it (`name{labels}`); `undefined` when absent. */
+export function seriesValue(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
