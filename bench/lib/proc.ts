@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { openFilesLimit } from '../../src/transport/descriptors.ts';
 
 let ticksPerSecond: number | undefined;
 
@@ -61,12 +62,7 @@ export function describeMachine(): MachineDescription {
   } catch {
     // Reported as unknown.
   }
-  let maxOpenFiles = 0;
-  try {
-    maxOpenFiles = Number(/^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? 0);
-  } catch {
-    // Reported as 0.
-  }
+  const maxOpenFiles = openFilesLimit() ?? 0;
   return {
     cpuModel: model.trim(),
     cores: cpus().length,
