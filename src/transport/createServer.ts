@@ -3,7 +3,7 @@ import { type CursorPosition, parseCursor } from '../domain/cursor.ts';
 import { CloseCode, GatewayError, type ProtocolErrorCode } from '../domain/errors.ts';
 import { type BlockRef, EVENT_KINDS, type EventKind, type Hex } from '../domain/types.ts';
 import { type Encoding, encodeMessage, type Frame } from '../fanout/encode.ts';
-import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import type { Subscription, SubscriptionFilter, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { addressKey, clientAddress, normalizeIp } from './clientAddress.ts';
 import { openFilesCounter, openFilesLimit } from './descriptors.ts';
@@ -279,15 +279,11 @@ export function createServer(options: ServerOptions): Promise<Server> {
       sendError(conn, id, 'TOO_MANY_SUBSCRIPTIONS', `at most ${limits.maxSubscriptions} subscriptions per connection`);
       return;
     }
-    let sub: Subscription<Connection>;
     const sid = `s${++conn.nextSid}`;
+    let filter: SubscriptionFilter;
+    let addresses: readonly Hex[] = [];
     if (request.channel === 'blocks') {
-      sub = index.create(conn, sid, chainId, {
-        channel: 'blocks',
-        full: request.full,
-        fullInput: request.fullInput,
-        confirmations,
-      });
+      filter = { channel: 'blocks', full: request.full, fullInput: request.fullInput, confirmations };
     } else {
       const undecoded = [...(request.kinds ?? [])].filter((kind) => !SERVED_KINDS.has(kind));
       if (undecoded.length > 0) {
@@ -295,23 +291,24 @@ export function createServer(options: ServerOptions): Promise<Server> {
         return;
       }
       if (!roomForAddresses(conn, id, request.addresses.length)) return;
-      sub = index.create(
-        conn,
-        sid,
-        chainId,
-        {
-          channel: 'activity',
-          kinds: request.kinds ?? SERVED_KINDS,
-          confirmations,
-          ...(request.pending ? { pending: true } : {}),
-        },
-        request.addresses,
-      );
+      filter = {
+        channel: 'activity',
+        kinds: request.kinds ?? SERVED_KINDS,
+        confirmations,
+        ...(request.pending ? { pending: true } : {}),
+      };
+      addresses = request.addresses;
     }
+    // A resume's subscription is made detached and goes live once its catch-up is written; any
+    // other is live at once (no detached state to build and drop).
+    const sub =
+      request.from === undefined
+        ? index.add(conn, sid, chainId, filter, addresses)
+        : index.create(conn, sid, chainId, filter, addresses);
     const goLive = (recovered: boolean | undefined): void => {
       // The subscription may have ended while it waited (unsubscribe, close): nothing to do then.
       if (conn.closed || conn.subs.get(sid) !== sub) return;
-      index.activate(sub);
+      index.activate(sub); // a no-op for one made live at once
       updateIndexGauges();
       if (recovered !== undefined) metrics.resumes.inc({ recovered: String(recovered) });
       send(conn, {
