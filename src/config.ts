@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { GatewayError } from './domain/errors.ts';
+import { parseOriginPattern } from './transport/matchOrigin.ts';
 
 /** One chain to follow: its id (checked against the node) and its endpoints in failover order. */
 export interface ChainConfig {
@@ -13,6 +15,10 @@ export interface Config {
   readonly rpc: readonly string[];
   /** Chains named by id, each with its endpoints; with `rpc` too, that chain comes first. Both empty: the devnet. */
   readonly chains: readonly ChainConfig[];
+  /**
+   * Interface to listen on. Unless given, loopback only (127.0.0.1) without keys or tokens, every
+   * interface (0.0.0.0) with them.
+   */
   readonly host: string;
   readonly port: number;
   /** Head polling interval for http(s) endpoints, in ms. */
@@ -37,6 +43,24 @@ export interface Config {
   readonly maxQueuedResumes: number;
   /** Peers whose `X-Forwarded-For` names the client (exact IP addresses of reverse proxies). */
   readonly trustedProxies: readonly string[];
+  /** SHA-256 digests (hex) of API keys given by flag or environment (the keys themselves are not kept). */
+  readonly apiKeyHashes: readonly string[];
+  /** JSON file of API keys with their origins, chains, channels, addresses and quotas ('' for none). */
+  readonly keysFile: string;
+  /** Origins of web pages allowed to open sockets (empty: any). */
+  readonly allowedOrigins: readonly string[];
+  /** Secret of HS256 tokens (JWT) ('' for none). */
+  readonly jwtSecret: string;
+  /** PEM file of the public key of RS256, ES256 or EdDSA tokens ('' for none). */
+  readonly jwtPublicKey: string;
+  /** `iss` every token must carry ('' for any). */
+  readonly jwtIssuer: string;
+  /** `aud` every token must carry ('' for any). */
+  readonly jwtAudience: string;
+  /** PEM certificate (chain) file: with `tlsKey`, serves wss:// and https:// ('' for none). */
+  readonly tlsCert: string;
+  /** PEM private key file of `tlsCert` ('' for none). */
+  readonly tlsKey: string;
   /** Largest JSON-RPC answer read from a node, in bytes; a larger one is refused. */
   readonly rpcMaxResponseBytes: number;
   /** Block time of the embedded devnet, in seconds. */
@@ -59,7 +83,7 @@ export interface Config {
 export const DEFAULTS: Config = Object.freeze({
   rpc: Object.freeze([]),
   chains: Object.freeze([]),
-  host: '0.0.0.0',
+  host: '127.0.0.1',
   port: 8080,
   pollIntervalMs: 1000,
   rpcTimeoutMs: 10_000,
@@ -75,6 +99,15 @@ export const DEFAULTS: Config = Object.freeze({
   maxWatchedAddresses: 4_000_000,
   maxQueuedResumes: 1000,
   trustedProxies: Object.freeze([]),
+  apiKeyHashes: Object.freeze([]),
+  keysFile: '',
+  allowedOrigins: Object.freeze([]),
+  jwtSecret: '',
+  jwtPublicKey: '',
+  jwtIssuer: '',
+  jwtAudience: '',
+  tlsCert: '',
+  tlsKey: '',
   rpcMaxResponseBytes: 134_217_728,
   devnetBlockTimeSec: 1,
   reorgWindowBlocks: 128,
@@ -92,6 +125,8 @@ interface Option {
   readonly help: string;
   /** Lower and upper bound of a numeric option. */
   readonly range?: readonly [number, number];
+  /** What the value is, in `--help`. @default 'N' with a range, else 'VALUE' */
+  readonly value?: string;
 }
 
 /** Flags and environment variables, and the keys they set (the README table mirrors this). */
@@ -100,15 +135,22 @@ export const OPTIONS: readonly Option[] = [
     key: 'rpc',
     flag: '--rpc',
     env: 'BLOCKCAST_RPC',
+    value: 'URL',
     help: 'JSON-RPC URL (http, https, ws, wss); repeat the flag or comma-separate for failover',
   },
   {
     key: 'chains',
     flag: '--chain',
     env: 'BLOCKCAST_CHAINS',
+    value: 'ID=URL',
     help: 'a chain as ID=URL[,URL...]; repeat the flag (or separate chains with ; in the env) for several chains',
   },
-  { key: 'host', flag: '--host', env: 'BLOCKCAST_HOST', help: 'interface to listen on' },
+  {
+    key: 'host',
+    flag: '--host',
+    env: 'BLOCKCAST_HOST',
+    help: 'interface to listen on (unless given: 127.0.0.1 without keys or tokens, 0.0.0.0 with them)',
+  },
   {
     key: 'port',
     flag: '--port',
@@ -253,7 +295,59 @@ export const OPTIONS: readonly Option[] = [
     key: 'trustedProxies',
     flag: '--trusted-proxy',
     env: 'BLOCKCAST_TRUSTED_PROXIES',
+    value: 'IP',
     help: 'IP address of a reverse proxy whose X-Forwarded-For names the client; repeat or comma-separate',
+  },
+  {
+    key: 'apiKeyHashes',
+    flag: '--api-key',
+    env: 'BLOCKCAST_API_KEYS',
+    value: 'KEY',
+    help: 'an API key (at least 16 characters) with the default limits; repeat or comma-separate',
+  },
+  {
+    key: 'keysFile',
+    flag: '--keys-file',
+    env: 'BLOCKCAST_KEYS_FILE',
+    value: 'FILE',
+    help: 'JSON file of API keys (as SHA-256) with their origins, chains, channels, addresses and quotas',
+  },
+  {
+    key: 'allowedOrigins',
+    flag: '--allowed-origin',
+    env: 'BLOCKCAST_ALLOWED_ORIGINS',
+    value: 'ORIGIN',
+    help: 'origin of web pages allowed to connect (https://app.example, https://*.example); repeat or comma-separate',
+  },
+  {
+    key: 'jwtSecret',
+    flag: '--jwt-secret',
+    env: 'BLOCKCAST_JWT_SECRET',
+    value: 'SECRET',
+    help: 'secret of HS256 tokens (JWT)',
+  },
+  {
+    key: 'jwtPublicKey',
+    flag: '--jwt-public-key',
+    env: 'BLOCKCAST_JWT_PUBLIC_KEY',
+    value: 'FILE',
+    help: 'PEM file of the public key of tokens (RSA: RS256, P-256: ES256, Ed25519: EdDSA)',
+  },
+  { key: 'jwtIssuer', flag: '--jwt-issuer', env: 'BLOCKCAST_JWT_ISSUER', help: 'iss every token must carry' },
+  { key: 'jwtAudience', flag: '--jwt-audience', env: 'BLOCKCAST_JWT_AUDIENCE', help: 'aud every token must carry' },
+  {
+    key: 'tlsCert',
+    flag: '--tls-cert',
+    env: 'BLOCKCAST_TLS_CERT',
+    value: 'FILE',
+    help: 'PEM certificate file: serve wss:// and https:// (reloaded on SIGHUP)',
+  },
+  {
+    key: 'tlsKey',
+    flag: '--tls-key',
+    env: 'BLOCKCAST_TLS_KEY',
+    value: 'FILE',
+    help: 'PEM private key file of --tls-cert',
   },
   {
     key: 'rpcMaxResponseBytes',
@@ -326,6 +420,29 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
     values['trustedProxies'] = [...((values['trustedProxies'] as string[] | undefined) ?? []), ...ips];
     return;
   }
+  if (option.key === 'apiKeyHashes') {
+    const keys = splitList(raw);
+    const short = keys.find((k) => k.length < MIN_KEY_LENGTH);
+    if (keys.length === 0 || short !== undefined) {
+      // The key itself is never printed.
+      throw new GatewayError('BAD_CONFIG', `apiKeys: ${from} must be keys of at least ${MIN_KEY_LENGTH} characters`);
+    }
+    const hashes = keys.map((k) => createHash('sha256').update(k, 'utf8').digest('hex'));
+    values['apiKeyHashes'] = [...((values['apiKeyHashes'] as string[] | undefined) ?? []), ...hashes];
+    return;
+  }
+  if (option.key === 'allowedOrigins') {
+    const origins = splitList(raw);
+    const bad = origins.find((o) => parseOriginPattern(o) === undefined);
+    if (origins.length === 0 || bad !== undefined) {
+      throw new GatewayError(
+        'BAD_CONFIG',
+        `allowedOrigins: ${from} must be origins like https://app.example or https://*.example, or *; got ${JSON.stringify(bad ?? raw)}`,
+      );
+    }
+    values['allowedOrigins'] = [...((values['allowedOrigins'] as string[] | undefined) ?? []), ...origins];
+    return;
+  }
   if (option.key === 'rpc') {
     const urls = raw
       .split(',')
@@ -353,11 +470,21 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
   values[option.key] = n;
 }
 
+function splitList(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/** Shortest API key accepted: anything shorter can be guessed. */
+const MIN_KEY_LENGTH = 16;
+
 /** The usage text of `--help`. */
 export function usage(): string {
   const lines = OPTIONS.map(
     (o) =>
-      `  ${`${o.flag} ${o.range ? 'N' : o.key === 'rpc' ? 'URL' : o.key === 'chains' ? 'ID=URL' : o.key === 'trustedProxies' ? 'IP' : 'VALUE'}`.padEnd(32)}${o.help} (${o.env}; default ${JSON.stringify(DEFAULTS[o.key])})`,
+      `  ${`${o.flag} ${o.value ?? (o.range ? 'N' : 'VALUE')}`.padEnd(32)}${o.help} (${o.env}; default ${JSON.stringify(DEFAULTS[o.key])})`,
   );
   return [
     'usage: npm start -- [options]',
@@ -391,6 +518,13 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     setValue(fromFlags, option, raw, flag);
   }
   const config = { ...DEFAULTS, ...fromEnv, ...fromFlags } as Config;
+  if ((config.tlsCert === '') !== (config.tlsKey === '')) {
+    throw new GatewayError('BAD_CONFIG', 'tlsCert: --tls-cert and --tls-key go together: give both or neither');
+  }
+  const hostGiven = 'host' in fromEnv || 'host' in fromFlags;
+  const guarded =
+    config.apiKeyHashes.length > 0 || config.keysFile !== '' || config.jwtSecret !== '' || config.jwtPublicKey !== '';
+  if (!hostGiven) (config as { host: string }).host = guarded ? '0.0.0.0' : DEFAULTS.host;
   if (config.maxConfirmations >= config.historyWindowBlocks) {
     throw new GatewayError(
       'BAD_CONFIG',
@@ -402,5 +536,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     rpc: Object.freeze([...config.rpc]),
     chains: Object.freeze([...config.chains]),
     trustedProxies: Object.freeze([...config.trustedProxies]),
+    apiKeyHashes: Object.freeze([...config.apiKeyHashes]),
+    allowedOrigins: Object.freeze([...config.allowedOrigins]),
   });
 }

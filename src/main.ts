@@ -13,8 +13,11 @@ import { type ChainSource, followChain } from './followChain.ts';
 import { SubscriptionIndex } from './index/SubscriptionIndex.ts';
 import { createMetrics, zeroSeries } from './metrics/metrics.ts';
 import { watchHeap } from './reclaimMemory.ts';
+import { checkTls, type TlsFiles } from './transport/checkTls.ts';
+import { AUTH_REFUSALS, type Auth, createAuth } from './transport/createAuth.ts';
 import { assertNativeUws, type Connection, createServer, type Server } from './transport/createServer.ts';
 import { connectionsFor, openFilesLimit } from './transport/descriptors.ts';
+import { loadAuth } from './transport/loadAuth.ts';
 
 /** Resumes one connection may have waiting at once; more are told to try again (PROTOCOL.md, Resume). */
 const MAX_QUEUED_RESUMES_PER_CONNECTION = 16;
@@ -50,20 +53,46 @@ async function chainSources(config: Config, cleanups: Cleanups): Promise<ChainSo
   return [{ urls: [anvil.httpUrl] }];
 }
 
-function banner(config: Config, port: number, feeds: ReadonlyMap<number, ChainFeed<Connection>>): string {
+function banner(
+  config: Config,
+  port: number,
+  secure: boolean,
+  keyed: boolean,
+  feeds: ReadonlyMap<number, ChainFeed<Connection>>,
+): string {
   const shown = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  const url = `ws://${shown}:${port}/v1`;
+  const s = secure ? 's' : '';
+  const url = `ws${s}://${shown}:${port}/v1`;
   const chains = [...feeds.values()].map((f) => `chain ${f.chainId} at block ${f.history.head?.number}`).join(', ');
-  const example = `node --experimental-websocket -e "const w=new WebSocket('${url}?encoding=json');w.onopen=()=>w.send(JSON.stringify({op:'subscribe',channel:'blocks'}));w.onmessage=(e)=>console.log(e.data)"`;
+  const query = keyed ? '?encoding=json&key=YOUR_KEY' : '?encoding=json';
+  const example = `node --experimental-websocket -e "const w=new WebSocket('${url}${query}');w.onopen=()=>w.send(JSON.stringify({op:'subscribe',channel:'blocks'}));w.onmessage=(e)=>console.log(e.data)"`;
   return [
     `blockcast: ${chains}; listening on ${url}`,
-    `  JSON frames: ${url}?encoding=json   metrics: http://${shown}:${port}/metrics   live page: http://${shown}:${port}/`,
+    `  JSON frames: ${url}?encoding=json   metrics: http${s}://${shown}:${port}/metrics   live page: http${s}://${shown}:${port}/`,
     '  watch blocks:',
     `  ${example}`,
   ].join('\n');
 }
 
+/** Says at start who may connect: a gateway open to anyone must not be so by accident. */
+function announceAccess(config: Config, port: number, auth: Auth): void {
+  const loopback = /^(127\.|::1$|localhost$)/.test(config.host);
+  if (auth.required) {
+    const what = auth.profiles.map((name) => (name === 'token' ? 'tokens' : name)).join(', ');
+    log(`auth: a key or token is needed to connect (${what}); listening on ${config.host}`);
+  } else if (loopback) {
+    log(
+      `auth: no API keys or tokens configured: listening on ${config.host} only; configure keys (--api-key, --keys-file) or give --host to serve other machines`,
+    );
+  } else {
+    log(`auth: no API keys or tokens configured: anyone who reaches ${config.host}:${port} may connect`);
+  }
+}
+
 async function start(config: Config, cleanups: Cleanups): Promise<void> {
+  // Everything that can be wrong in the configuration fails before a devnet or a watcher starts.
+  const auth = createAuth(loadAuth(config));
+  const tls = config.tlsCert === '' ? undefined : checkTls(config.tlsCert, config.tlsKey);
   const sources = await chainSources(config, cleanups);
   const metrics = createMetrics();
   const index = new SubscriptionIndex<Connection>();
@@ -80,7 +109,12 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
     feeds.set(chain.feed.chainId, chain.feed);
   }
   const chainIds = [...feeds.keys()];
-  zeroSeries(metrics, { chains: chainIds, errorCodes: PROTOCOL_ERROR_CODES });
+  zeroSeries(metrics, {
+    chains: chainIds,
+    errorCodes: PROTOCOL_ERROR_CODES,
+    keys: auth.profiles,
+    authRefusals: AUTH_REFUSALS,
+  });
   const lagTimer = setInterval(() => {
     for (const feed of feeds.values()) {
       const head = feed.history.head;
@@ -120,6 +154,8 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
     },
     capacity: { maxConnections, maxWatchedAddresses: config.maxWatchedAddresses },
     trustedProxies: config.trustedProxies,
+    auth,
+    ...(tls === undefined ? {} : { tls }),
     log,
     index,
     metrics,
@@ -146,8 +182,44 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
   cleanups.unshift((server as Server).close);
   // After a burst (an attack, a storm of reconnects), give the memory it took back once quiet.
   cleanups.push(watchHeap({ log }));
+  if (tls !== undefined) watchCertificate(server, tls, cleanups);
+  announceAccess(config, server.port, auth);
   // One write, so a reader that sees the URL sees the whole banner.
-  console.log(banner(config, server.port, feeds));
+  console.log(banner(config, server.port, server.secure, auth.required, feeds));
+}
+
+/** SIGHUP reads the certificate files again and serves the new certificate; open connections stay. */
+function watchCertificate(server: Server, first: TlsFiles, cleanups: Cleanups): void {
+  log(
+    `tls: serving ${first.subject.replaceAll('\n', ', ')} (sha256 ${first.fingerprint256}, valid to ${first.validTo})`,
+  );
+  let reloading = false;
+  const reload = (): void => {
+    if (reloading) return;
+    reloading = true;
+    let files: TlsFiles;
+    try {
+      files = checkTls(first.certFile, first.keyFile);
+    } catch (error) {
+      reloading = false;
+      log(`tls: SIGHUP: kept the certificate in use: ${error instanceof GatewayError ? error.message : String(error)}`);
+      return;
+    }
+    server.reloadTls(files).then(
+      () => {
+        reloading = false;
+        log(`tls: SIGHUP: reloaded the certificate (sha256 ${files.fingerprint256}, valid to ${files.validTo})`);
+      },
+      (error: unknown) => {
+        reloading = false;
+        log(`tls: SIGHUP: kept the certificate in use: ${String(error)}`);
+      },
+    );
+  };
+  process.on('SIGHUP', reload);
+  cleanups.push(() => {
+    process.off('SIGHUP', reload);
+  });
 }
 
 async function run(config: Config): Promise<void> {

@@ -76,8 +76,19 @@ export type StatusEvent =
 
 /** Options of {@link createClient}. */
 export interface ClientOptions {
-  /** The gateway's protocol endpoint, `ws://HOST:PORT/v1` or `wss://…` (it may carry `?key=KEY`). */
+  /** The gateway's protocol endpoint, `ws://HOST:PORT/v1` or `wss://…`. */
   readonly url: string;
+  /** An API key, sent as `?key=` (a browser's WebSocket cannot send headers). */
+  readonly apiKey?: string;
+  /**
+   * A token (JWT), or a function that fetches a fresh one. A function is asked before a connection
+   * opens when the token it gave last expires within `tokenRefreshMarginMs`, and that long before
+   * the open connection's token expires: the new one is sent in-band (`op: "auth"`) and the
+   * connection stays open. A fixed token cannot be renewed: when it expires, the client stops.
+   */
+  readonly token?: string | (() => string | Promise<string>);
+  /** How long before its token expires a connection asks for a fresh one, in ms (at most half the token's remaining life). @default 30000 */
+  readonly tokenRefreshMarginMs?: number;
   /** Wire encoding. @default 'msgpack' */
   readonly encoding?: Encoding;
   /** The WebSocket class. @default globalThis.WebSocket (pass `WebSocket` from `ws` on Node 20) */
@@ -162,12 +173,15 @@ export interface Client {
 export const CLIENT_DEFAULTS = Object.freeze({
   encoding: 'msgpack' as Encoding,
   heartbeatIntervalMs: 10_000,
+  tokenRefreshMarginMs: 30_000,
   backoff: Object.freeze({ initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.5 }) as Backoff,
 });
 
 /** Close codes after which reconnecting would only repeat the failure: the client stops. */
 const TERMINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1002, 1003, 1007, 1008, 1009, 1010]);
 const TOO_MANY_REQUESTS = 4029;
+/** The gateway closes a connection whose token expired with this code. */
+const TOKEN_EXPIRED = 4401;
 /** Messages of not yet confirmed subscriptions held at most (a resume replays at most the server's window). */
 const MAX_BUFFERED_MESSAGES = 100_000;
 const OPEN = 1;
@@ -212,6 +226,10 @@ interface Connection {
   lost: number;
   pingTimer: ReturnType<typeof setInterval> | undefined;
   watchdogTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Asks for a fresh token before the connection's expires. */
+  refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The id of the `auth` request in flight. */
+  refreshId: number | undefined;
   /** Subscribe requests to send again later (`TRY_AGAIN`). */
   readonly retries: Set<ReturnType<typeof setTimeout>>;
 }
@@ -226,7 +244,21 @@ interface Connection {
  * const unwatch = client.watchAddresses(['0xabc…'], {}, (m) => console.log(m))
  */
 export function createClient(options: ClientOptions): Client {
-  const url = toUrl(options.url, options.encoding ?? CLIENT_DEFAULTS.encoding);
+  const baseUrl = toUrl(options.url, options.encoding ?? CLIENT_DEFAULTS.encoding);
+  if (options.apiKey !== undefined && options.token !== undefined) {
+    throw new TypeError('apiKey, token: give one of them, not both');
+  }
+  if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey.length === 0)) {
+    throw new TypeError('apiKey: must be a non-empty string');
+  }
+  const tokenSource = options.token;
+  if (tokenSource !== undefined && typeof tokenSource !== 'function' && typeof tokenSource !== 'string') {
+    throw new TypeError('token: must be a JWT or a function that returns one');
+  }
+  const tokenRefreshMarginMs = options.tokenRefreshMarginMs ?? CLIENT_DEFAULTS.tokenRefreshMarginMs;
+  if (!Number.isFinite(tokenRefreshMarginMs) || tokenRefreshMarginMs < 0) {
+    throw new TypeError(`tokenRefreshMarginMs: must be a non-negative number of ms, got ${tokenRefreshMarginMs}`);
+  }
   const encoding = options.encoding ?? CLIENT_DEFAULTS.encoding;
   const WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (typeof WebSocketClass !== 'function') {
@@ -248,6 +280,10 @@ export function createClient(options: ClientOptions): Client {
   /** Connection attempts that failed since the last healthy connection. */
   let failures = 0;
   let nextRequestId = 0;
+  /** The token in use, as the application last gave it. */
+  let token = typeof tokenSource === 'string' ? tokenSource : undefined;
+  /** Counts connection attempts, so that a token that arrives late opens nothing. */
+  let attempts = 0;
 
   const reportError = (error: ClientError, handler = options.onError): void => {
     try {
@@ -400,6 +436,7 @@ export function createClient(options: ClientOptions): Client {
       return;
     }
     conn.welcomedAt = now();
+    scheduleRefresh(conn, message.auth?.expiresAt);
     conn.pingTimer = setInterval(() => send(conn, { op: 'ping', id: ++nextRequestId }), heartbeatIntervalMs);
     // Taken before any callback runs: a subscription made from one is sent by `add` itself.
     const toSend = [...subscriptions];
@@ -430,8 +467,18 @@ export function createClient(options: ClientOptions): Client {
       case 'unsubscribed':
         conn.retired.delete(message.sub);
         return;
+      case 'authed':
+        if (message.id === conn.refreshId) conn.refreshId = undefined;
+        scheduleRefresh(conn, message.expiresAt);
+        return;
       case 'error': {
         const error = new ClientError(message.code, message.message);
+        if (message.id !== undefined && message.id === conn.refreshId) {
+          // The connection keeps its old token until it expires; the reconnect then asks for a fresh one.
+          conn.refreshId = undefined;
+          reportError(error);
+          return;
+        }
         const subscription = typeof message.id === 'number' ? conn.pending.get(message.id) : undefined;
         if (subscription !== undefined) {
           conn.pending.delete(message.id as number);
@@ -477,6 +524,8 @@ export function createClient(options: ClientOptions): Client {
   const clearConnectionTimers = (conn: Connection): void => {
     clearInterval(conn.pingTimer);
     clearTimeout(conn.watchdogTimer);
+    clearTimeout(conn.refreshTimer);
+    conn.refreshTimer = undefined;
     for (const timer of conn.retries) clearTimeout(timer);
     conn.retries.clear();
     conn.pingTimer = undefined;
@@ -524,8 +573,27 @@ export function createClient(options: ClientOptions): Client {
       finish(code, reason, error);
       return;
     }
+    if (code === TOKEN_EXPIRED) {
+      if (typeof tokenSource !== 'function') {
+        const error = new ClientError(
+          'UNAUTHORIZED',
+          'the token expired and cannot be renewed: pass `token` as a function',
+          {
+            closeCode: code,
+          },
+        );
+        finish(code, reason, error);
+        return;
+      }
+      token = undefined; // the next connection asks for a fresh one
+    }
     const healthy = conn.welcomedAt !== undefined && now() - conn.welcomedAt >= heartbeatIntervalMs;
     if (healthy && code !== TOO_MANY_REQUESTS) failures = 0;
+    reconnectLater(code, reason);
+  };
+
+  /** Reports the close and starts the next attempt after a backoff delay. */
+  const reconnectLater = (code: number, reason: string): void => {
     // 4029 asks for a longer pause: the longest delay, whatever the count of failures.
     const delay = code === TOO_MANY_REQUESTS ? longestDelay(backoff) : backoffDelay(failures, backoff);
     failures = Math.min(failures + 1, 64);
@@ -570,13 +638,82 @@ export function createClient(options: ClientOptions): Client {
     );
   };
 
+  const fetchToken = async (): Promise<string> => {
+    const fresh = await (tokenSource as () => string | Promise<string>)();
+    if (typeof fresh !== 'string' || fresh.length === 0) throw new TypeError('token(): must return a JWT');
+    return fresh;
+  };
+
+  /**
+   * Asks the application for a fresh token `tokenRefreshMarginMs` before the connection's expires
+   * (at most half its remaining life before) and sends it in-band.
+   */
+  const scheduleRefresh = (conn: Connection, expiresAt: number | undefined): void => {
+    clearTimeout(conn.refreshTimer);
+    conn.refreshTimer = undefined;
+    if (typeof tokenSource !== 'function' || typeof expiresAt !== 'number') return;
+    const left = expiresAt * 1000 - Date.now();
+    const wait = left - Math.min(tokenRefreshMarginMs, left / 2);
+    conn.refreshTimer = setTimeout(
+      () => {
+        conn.refreshTimer = undefined;
+        if (connection !== conn) return;
+        fetchToken().then(
+          (fresh) => {
+            if (connection !== conn) return;
+            token = fresh;
+            conn.refreshId = ++nextRequestId;
+            send(conn, { op: 'auth', id: conn.refreshId, token: fresh });
+          },
+          (thrown: unknown) => {
+            reportError(
+              new ClientError('TOKEN_FAILED', 'token() failed: the connection closes when its token expires', {
+                cause: thrown,
+              }),
+            );
+          },
+        );
+      },
+      Math.min(Math.max(0, wait), 2_147_483_647),
+    );
+  };
+
+  /** The URL of the next connection, with its credential. */
+  const urlNow = (): string => {
+    if (options.apiKey === undefined && token === undefined) return baseUrl;
+    const url = new URL(baseUrl);
+    if (options.apiKey !== undefined) url.searchParams.set('key', options.apiKey);
+    else if (token !== undefined) url.searchParams.set('token', token);
+    return url.toString();
+  };
+
   const connect = (): void => {
     if (closed) return;
     emit({ status: 'connecting', attempt: failures + 1 });
     if (closed) return;
+    const attempt = ++attempts;
+    if (typeof tokenSource === 'function' && !lasts(token, tokenRefreshMarginMs)) {
+      fetchToken().then(
+        (fresh) => {
+          if (closed || attempt !== attempts) return;
+          token = fresh;
+          openSocket();
+        },
+        (thrown: unknown) => {
+          if (closed || attempt !== attempts) return;
+          reportError(new ClientError('TOKEN_FAILED', 'token() failed: trying again later', { cause: thrown }));
+          reconnectLater(1006, 'no token');
+        },
+      );
+      return;
+    }
+    openSocket();
+  };
+
+  const openSocket = (): void => {
     let socket: WebSocketLike;
     try {
-      socket = new WebSocketClass(url);
+      socket = new WebSocketClass(urlNow());
       socket.binaryType = 'arraybuffer';
     } catch (thrown) {
       finish(1006, 'cannot open a WebSocket', new ClientError('CLOSED_BY_SERVER', String(thrown), { cause: thrown }));
@@ -598,6 +735,8 @@ export function createClient(options: ClientOptions): Client {
       lost: 0,
       pingTimer: undefined,
       watchdogTimer: undefined,
+      refreshTimer: undefined,
+      refreshId: undefined,
       retries: new Set(),
     };
     connection = conn;
@@ -702,6 +841,18 @@ export function createClient(options: ClientOptions): Client {
       finish(1000, 'client closed', undefined);
     },
   };
+}
+
+/** Whether a token is valid for more than `marginMs` yet (by its `exp`; a token without one is asked for again). */
+function lasts(token: string | undefined, marginMs: number): boolean {
+  if (token === undefined) return false;
+  try {
+    const part = (token.split('.')[1] ?? '').replace(/-/g, '+').replace(/_/g, '/');
+    const exp = (JSON.parse(atob(part)) as { exp?: unknown }).exp;
+    return typeof exp === 'number' && exp * 1000 - Date.now() > marginMs;
+  } catch {
+    return false;
+  }
 }
 
 /** Monotonic milliseconds (a wall-clock jump must not look like a dead link). */

@@ -9,6 +9,7 @@ import type { ProtocolErrorCode } from './messages.ts';
  * - `BAD_MESSAGE`: a frame from the server could not be decoded; it is skipped.
  * - `LISTENER_FAILED`: an `onMessage` or `onStatus` callback threw; the client carries on.
  * - `CLIENT_CLOSED`: a subscription was asked of a closed client.
+ * - `TOKEN_FAILED`: the `token` function threw or returned no token.
  */
 export type ClientErrorCode =
   | ProtocolErrorCode
@@ -17,7 +18,8 @@ export type ClientErrorCode =
   | 'UNSUPPORTED_PROTOCOL'
   | 'BAD_MESSAGE'
   | 'LISTENER_FAILED'
-  | 'CLIENT_CLOSED';
+  | 'CLIENT_CLOSED'
+  | 'TOKEN_FAILED';
 
 /** The one error type of the client SDK: a stable `code`, a message for people, an optional cause. */
 export class ClientError extends Error {

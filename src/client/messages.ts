@@ -107,6 +107,26 @@ export interface WelcomeMessage {
   readonly protocol: number;
   readonly chains: ReadonlyArray<{ readonly chainId: number; readonly head: BlockRef | null }>;
   readonly limits: Readonly<Record<string, number>>;
+  /** What the connection's key or token is, when the gateway needs one. */
+  readonly auth?: AuthSummary;
+}
+
+/** A connection's credential as the gateway sees it (`welcome.auth`, `authed`). */
+export interface AuthSummary {
+  /** The key's name (`token` for a token). */
+  readonly key: string;
+  /** The token's `sub`. */
+  readonly subject?: string;
+  /** When the token expires, in seconds since the epoch: the connection is closed with 4401 then. */
+  readonly expiresAt?: number;
+  /** How many addresses the key or token may watch, when it names them. */
+  readonly addresses?: number;
+}
+
+/** The gateway took a fresh token (`op: "auth"`): the connection's deadline moved. */
+export interface AuthedMessage extends AuthSummary {
+  readonly type: 'authed';
+  readonly id?: number | string;
 }
 
 /**
@@ -166,7 +186,9 @@ export type ProtocolErrorCode =
   | 'RATE_LIMITED'
   | 'UNSUPPORTED'
   | 'OVERLOADED'
-  | 'TRY_AGAIN';
+  | 'TRY_AGAIN'
+  | 'FORBIDDEN'
+  | 'UNAUTHORIZED';
 
 /** The server refused a request (with its `id`) or a message it could not read. */
 export interface ErrorMessage {
@@ -240,6 +262,7 @@ export type ServerMessage =
   | UpdatedMessage
   | UnsubscribedMessage
   | PongMessage
+  | AuthedMessage
   | ErrorMessage
   | BlockMessage
   | ActivityMessage

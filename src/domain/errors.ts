@@ -10,6 +10,8 @@ export const PROTOCOL_ERROR_CODES = [
   'UNSUPPORTED',
   'OVERLOADED',
   'TRY_AGAIN',
+  'FORBIDDEN',
+  'UNAUTHORIZED',
 ] as const;
 
 /** A stable error code sent to clients. */
@@ -49,6 +51,8 @@ export const CloseCode = {
   tooManyRequests: 4029,
   /** Policy violation: malformed messages, one after another; fix the client. */
   policyViolation: 1008,
+  /** The connection's token expired without a refresh: get a fresh token and reconnect. */
+  tokenExpired: 4401,
 } as const;
 
 /**

@@ -151,7 +151,7 @@ export function createMetrics() {
     }),
     refusals: new Counter({
       name: 'blockcast_transport_refused_total',
-      help: 'WebSocket upgrades refused before a socket opened, by reason (per_ip, capacity, bad_request, shutdown).',
+      help: 'WebSocket upgrades refused before a socket opened, by reason (per_ip, capacity, bad_request, shutdown, unauthorized, forbidden, key_quota).',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -175,6 +175,29 @@ export function createMetrics() {
       help: 'Time spent replaying missed messages to resuming subscriptions.',
       registers,
     }),
+    keyConnections: new Gauge({
+      name: 'blockcast_auth_connections',
+      help: 'Open connections per API key (by its configured name; `token` for tokens).',
+      labelNames: ['key'] as const,
+      registers,
+    }),
+    authRefusals: new Counter({
+      name: 'blockcast_auth_refusals_total',
+      help: 'Upgrades refused by auth, by key (`none` when no configured key was presented) and reason (missing, bad_key, bad_token, expired_token, origin).',
+      labelNames: ['key', 'reason'] as const,
+      registers,
+    }),
+    quotaHits: new Counter({
+      name: 'blockcast_auth_quota_hits_total',
+      help: "Requests refused by a key's quota, by key and quota (connections, subscriptions, addresses, requests_per_second, allowed).",
+      labelNames: ['key', 'quota'] as const,
+      registers,
+    }),
+    tokenExpiries: new Counter({
+      name: 'blockcast_auth_token_expiries_total',
+      help: 'Connections closed because their token expired before a refresh (4401).',
+      registers,
+    }),
     rpcFaults: new Counter({
       name: 'blockcast_ingest_rpc_faults_total',
       help: 'JSON-RPC answers not used, by chain, endpoint and reason (timeout, transport, http_status, too_large, invalid_json, bad_response, node_error, malformed, inconsistent, wrong_chain, behind).',
@@ -195,10 +218,22 @@ export const CLOSE_REASONS = [
   'malformed',
   'invalid_utf8',
   'shutdown',
+  'token_expired',
 ] as const;
 
 /** Reasons of `blockcast_transport_refused_total`. */
-export const REFUSAL_REASONS = ['per_ip', 'capacity', 'bad_request', 'shutdown'] as const;
+export const REFUSAL_REASONS = [
+  'per_ip',
+  'capacity',
+  'bad_request',
+  'shutdown',
+  'unauthorized',
+  'forbidden',
+  'key_quota',
+] as const;
+
+/** Quotas of `blockcast_auth_quota_hits_total`. */
+export const QUOTAS = ['connections', 'subscriptions', 'addresses', 'requests_per_second', 'allowed'] as const;
 
 /** Label values known before the first event (see {@link zeroSeries}). */
 export interface KnownLabels {
@@ -206,6 +241,10 @@ export interface KnownLabels {
   readonly chains: readonly number[];
   /** Every error code a client can receive. */
   readonly errorCodes: readonly string[];
+  /** Names of the configured API keys (and `token` when tokens are accepted). */
+  readonly keys?: readonly string[];
+  /** Reasons of auth refusals. */
+  readonly authRefusals?: readonly string[];
 }
 
 /**
@@ -221,6 +260,16 @@ export function zeroSeries(metrics: Metrics, known: KnownLabels): void {
   for (const code of known.errorCodes) metrics.errors.inc({ code }, 0);
   for (const reason of CLOSE_REASONS) metrics.closes.inc({ reason }, 0);
   for (const reason of REFUSAL_REASONS) metrics.refusals.inc({ reason }, 0);
+  metrics.tokenExpiries.inc(0);
+  for (const key of known.keys ?? []) {
+    metrics.keyConnections.set({ key }, 0);
+    for (const quota of QUOTAS) metrics.quotaHits.inc({ key, quota }, 0);
+  }
+  if ((known.keys ?? []).length > 0) {
+    for (const key of [...(known.keys ?? []), 'none']) {
+      for (const reason of known.authRefusals ?? []) metrics.authRefusals.inc({ key, reason }, 0);
+    }
+  }
   metrics.acceptPauses.inc(0);
   metrics.accepting.set(1);
   metrics.replayQueue.set(0);

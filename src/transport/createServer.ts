@@ -4,8 +4,10 @@ import { CloseCode, GatewayError, type ProtocolErrorCode } from '../domain/error
 import { type BlockRef, EVENT_KINDS, type EventKind, type Hex } from '../domain/types.ts';
 import { type Encoding, encodeMessage, type Frame } from '../fanout/encode.ts';
 import type { Subscription, SubscriptionFilter, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
-import type { Metrics } from '../metrics/metrics.ts';
+import type { Metrics, REFUSAL_REASONS } from '../metrics/metrics.ts';
+import type { TlsFiles } from './checkTls.ts';
 import { addressKey, clientAddress, normalizeIp } from './clientAddress.ts';
+import { type Admission, type Auth, createAuth, type Grant } from './createAuth.ts';
 import { openFilesCounter, openFilesLimit } from './descriptors.ts';
 import { LIVE_PAGE_CSP, LIVE_PAGE_HTML } from './livePage.ts';
 import { parseRequest, type Request, type RequestId } from './parseRequest.ts';
@@ -90,11 +92,22 @@ export interface ServerOptions {
   readonly capacity: Capacity;
   /** Addresses of reverse proxies whose `X-Forwarded-For` names the client. @default [] */
   readonly trustedProxies?: readonly string[];
+  /** Who may open a socket, and with which quotas (keys, tokens, origins). @default anyone */
+  readonly auth?: Auth;
+  /** A certificate and key: serve `wss://` and `https://` instead of `ws://` and `http://`. */
+  readonly tls?: TlsFiles;
   readonly chains: ChainDirectory;
   readonly index: SubscriptionIndex<Connection>;
   readonly metrics: Metrics;
   /** Operational events worth a log line (accepting paused or resumed). */
   readonly log?: (message: string) => void;
+}
+
+/** The limits of one connection that a key may set (PROTOCOL.md, Authentication). */
+export interface SessionLimits {
+  readonly maxAddresses: number;
+  readonly maxSubscriptions: number;
+  readonly maxRequestsPerSecond: number;
 }
 
 /** A client connection's state (the uWS user data). */
@@ -114,6 +127,14 @@ export interface Connection {
   rateLimitedInARow: number;
   /** Malformed messages since the last valid one. */
   malformedInARow: number;
+  /** What its key or token allows; `undefined` when the gateway needs no credential. */
+  grant: Grant | undefined;
+  /** Its own limits: the gateway's, or its key's. */
+  limits: SessionLimits;
+  /** Closes it when its token expires. */
+  deadline: ReturnType<typeof setTimeout> | undefined;
+  /** A token refresh is being checked. */
+  refreshing: boolean;
   closed: boolean;
   ws: uWS.WebSocket<Connection> | undefined;
 }
@@ -121,6 +142,13 @@ export interface Connection {
 /** A listening gateway server. */
 export interface Server {
   readonly port: number;
+  /** Whether it serves TLS (`wss://`, `https://`). */
+  readonly secure: boolean;
+  /**
+   * Serves a new certificate to new connections; open ones keep theirs and stay open. The new
+   * listening socket opens before the old one closes, so no connection is refused meanwhile.
+   */
+  readonly reloadTls: (files: TlsFiles) => Promise<void>;
   /** Writes one block's frames to a connection, corked into one write; closes it with 4008 when it is too slow. */
   readonly deliver: (conn: Connection, frames: readonly Frame[]) => void;
   /** Number of open connections. */
@@ -156,15 +184,33 @@ const SERVED_KINDS: ReadonlySet<EventKind> = new Set(EVENT_KINDS);
 /** How often the open-files count is looked at, in ms (a listing where the count is not cheap: every second). */
 const DESCRIPTOR_CHECK_MS = 100;
 
+/** What a connection's key or token is, for `welcome.auth` and `authed`. */
+function authSummary(grant: Grant): Record<string, unknown> {
+  return {
+    key: grant.profile.name,
+    ...(grant.subject === undefined ? {} : { subject: grant.subject }),
+    ...(grant.expiresAtMs === undefined ? {} : { expiresAt: Math.floor(grant.expiresAtMs / 1000) }),
+    ...(grant.addresses === undefined ? {} : { addresses: grant.addresses.size }),
+  };
+}
+
 /** Starts the WebSocket + HTTP server of protocol v1 (PROTOCOL.md) on one port. */
 export function createServer(options: ServerOptions): Promise<Server> {
   assertNativeUws();
   const { limits, capacity, index, metrics, chains } = options;
+  const auth = options.auth ?? createAuth({ keys: [], origins: [] });
   const trusted = new Set((options.trustedProxies ?? []).map(normalizeIp));
   const log = options.log ?? (() => undefined);
   const open = new Set<Connection>();
   /** Connections per client address key, from upgrade to close. */
   const perIp = new Map<string, number>();
+  /** Connections per key (or token subject), from upgrade to close. */
+  const perKey = new Map<string, number>();
+  const defaultLimits: SessionLimits = {
+    maxAddresses: limits.maxAddresses,
+    maxSubscriptions: limits.maxSubscriptions,
+    maxRequestsPerSecond: limits.maxRequestsPerSecond,
+  };
   /** Connections from upgrade to close (open ones and those whose upgrade is under way). */
   let connectionCount = 0;
   /** Watched (subscription, address) pairs over every connection, live or resuming. */
@@ -212,9 +258,34 @@ export function createServer(options: ServerOptions): Promise<Server> {
     return cursor === undefined ? {} : { cursor };
   };
 
+  /** Counts a request refused by the quota of a connection's key. */
+  const quotaHit = (
+    conn: Connection,
+    quota: 'subscriptions' | 'addresses' | 'requests_per_second' | 'allowed',
+  ): void => {
+    if (conn.grant !== undefined) metrics.quotaHits.inc({ key: conn.grant.profile.name, quota });
+  };
+
+  /** Whether the connection's key or token lets it watch these; answers `FORBIDDEN` when not. */
+  const allowedAddresses = (conn: Connection, id: RequestId | undefined, addresses: readonly Hex[]): boolean => {
+    const allowed = conn.grant?.addresses;
+    if (allowed === undefined) return true;
+    const refused = addresses.filter((a) => !allowed.has(a));
+    if (refused.length === 0) return true;
+    quotaHit(conn, 'allowed');
+    const named = refused.slice(0, 3).join(', ');
+    sendError(
+      conn,
+      id,
+      'FORBIDDEN',
+      `this key may not watch ${named}${refused.length > 3 ? ` and ${refused.length - 3} more` : ''}`,
+    );
+    return false;
+  };
+
   const takeToken = (conn: Connection): boolean => {
     const now = performance.now();
-    const rate = limits.maxRequestsPerSecond;
+    const rate = conn.limits.maxRequestsPerSecond;
     conn.tokens = Math.min(rate, conn.tokens + ((now - conn.refilledAt) / 1000) * rate);
     conn.refilledAt = now;
     if (conn.tokens < 1) return false;
@@ -224,8 +295,9 @@ export function createServer(options: ServerOptions): Promise<Server> {
 
   /** Room for `more` watched addresses: on this connection, and in all. Answers the error when there is none. */
   const roomForAddresses = (conn: Connection, id: RequestId | undefined, more: number): boolean => {
-    if (conn.addressCount + more > limits.maxAddresses) {
-      sendError(conn, id, 'TOO_MANY_ADDRESSES', `at most ${limits.maxAddresses} addresses per connection`);
+    if (conn.addressCount + more > conn.limits.maxAddresses) {
+      quotaHit(conn, 'addresses');
+      sendError(conn, id, 'TOO_MANY_ADDRESSES', `at most ${conn.limits.maxAddresses} addresses per connection`);
       return false;
     }
     if (more > 0 && watchedTotal + more > capacity.maxWatchedAddresses) {
@@ -270,13 +342,30 @@ export function createServer(options: ServerOptions): Promise<Server> {
       );
       return;
     }
+    const grant = conn.grant;
+    if (grant?.chains !== undefined && !grant.chains.has(chainId)) {
+      quotaHit(conn, 'allowed');
+      sendError(conn, id, 'FORBIDDEN', `this key may not use chain ${chainId}`);
+      return;
+    }
+    if (grant?.channels !== undefined && !grant.channels.has(request.channel)) {
+      quotaHit(conn, 'allowed');
+      sendError(conn, id, 'FORBIDDEN', `this key may not use channel ${request.channel}`);
+      return;
+    }
     if (request.confirmations > options.maxConfirmations) {
       sendError(conn, id, 'BAD_REQUEST', `confirmations must be at most ${options.maxConfirmations}`);
       return;
     }
     const confirmations = request.confirmations;
-    if (conn.subs.size >= limits.maxSubscriptions) {
-      sendError(conn, id, 'TOO_MANY_SUBSCRIPTIONS', `at most ${limits.maxSubscriptions} subscriptions per connection`);
+    if (conn.subs.size >= conn.limits.maxSubscriptions) {
+      quotaHit(conn, 'subscriptions');
+      sendError(
+        conn,
+        id,
+        'TOO_MANY_SUBSCRIPTIONS',
+        `at most ${conn.limits.maxSubscriptions} subscriptions per connection`,
+      );
       return;
     }
     const sid = `s${++conn.nextSid}`;
@@ -290,6 +379,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
         sendError(conn, id, 'UNSUPPORTED', `kinds ${undecoded.join(', ')} are not decoded by this gateway yet`);
         return;
       }
+      if (!allowedAddresses(conn, id, request.addresses)) return;
       if (!roomForAddresses(conn, id, request.addresses.length)) return;
       filter = {
         channel: 'activity',
@@ -383,6 +473,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
     let delta = 0;
     for (const address of removing) if (sub.addresses.has(address)) delta--;
     for (const address of request.add) if (!sub.addresses.has(address) || removing.has(address)) delta++;
+    if (!allowedAddresses(conn, request.id, request.add)) return;
     if (!roomForAddresses(conn, request.id, delta)) return;
     countAddresses(conn, -index.unwatch(sub, removing));
     countAddresses(conn, index.watch(sub, request.add));
@@ -406,10 +497,11 @@ export function createServer(options: ServerOptions): Promise<Server> {
   const onMessage = (conn: Connection, data: ArrayBuffer, isBinary: boolean): void => {
     if (!takeToken(conn)) {
       conn.rateLimitedInARow++;
-      if (conn.rateLimitedInARow > limits.maxRequestsPerSecond) {
+      quotaHit(conn, 'requests_per_second');
+      if (conn.rateLimitedInARow > conn.limits.maxRequestsPerSecond) {
         end(conn, CloseCode.tooManyRequests, 'too many requests', 'rate_limited');
       } else {
-        sendError(conn, undefined, 'RATE_LIMITED', `at most ${limits.maxRequestsPerSecond} messages per second`);
+        sendError(conn, undefined, 'RATE_LIMITED', `at most ${conn.limits.maxRequestsPerSecond} messages per second`);
       }
       return;
     }
@@ -435,6 +527,9 @@ export function createServer(options: ServerOptions): Promise<Server> {
       case 'unsubscribe':
         unsubscribe(conn, request);
         return;
+      case 'auth':
+        refresh(conn, request);
+        return;
       case 'ping': {
         // Every frame of every block up to each position was written before this pong.
         const cursors: Record<string, string> = {};
@@ -449,12 +544,86 @@ export function createServer(options: ServerOptions): Promise<Server> {
     }
   };
 
-  const welcome = (): Record<string, unknown> => ({
-    type: 'welcome',
-    protocol: 1,
-    chains: chains.chainIds().map((chainId) => ({ chainId, head: headOf(chainId) })),
-    limits: { ...limits, maxConfirmations: options.maxConfirmations },
-  });
+  const welcome = (conn: Connection): Record<string, unknown> => {
+    const grant = conn.grant;
+    const keyConnections = grant?.profile.limits.maxConnections ?? 0;
+    return {
+      type: 'welcome',
+      protocol: 1,
+      chains: chains.chainIds().map((chainId) => ({ chainId, head: headOf(chainId) })),
+      limits: {
+        ...limits,
+        ...conn.limits,
+        maxConfirmations: options.maxConfirmations,
+        ...(keyConnections > 0 ? { maxConnectionsPerKey: keyConnections } : {}),
+      },
+      ...(grant === undefined ? {} : { auth: authSummary(grant) }),
+    };
+  };
+
+  /** Arms the close at a token's expiry (a timer cannot wait longer than 2^31 - 1 ms: re-armed). */
+  const armDeadline = (conn: Connection): void => {
+    clearTimeout(conn.deadline);
+    conn.deadline = undefined;
+    const expiresAtMs = conn.grant?.expiresAtMs;
+    if (expiresAtMs === undefined || conn.closed) return;
+    const left = expiresAtMs - Date.now();
+    if (left <= 0) {
+      metrics.tokenExpiries.inc();
+      end(conn, CloseCode.tokenExpired, 'token expired', 'token_expired');
+      return;
+    }
+    conn.deadline = setTimeout(() => armDeadline(conn), Math.min(left, 2_147_483_647));
+    conn.deadline.unref();
+  };
+
+  /** In-band refresh: a newer token for the same subject moves the deadline (PROTOCOL.md, Authentication). */
+  const refresh = (conn: Connection, request: Extract<Request, { op: 'auth' }>): void => {
+    const grant = conn.grant;
+    if (grant === undefined) {
+      sendError(conn, request.id, 'BAD_REQUEST', 'this gateway needs no credentials: nothing to refresh');
+      return;
+    }
+    if (conn.refreshing) {
+      sendError(conn, request.id, 'TRY_AGAIN', 'a refresh is already being checked', { retryAfterMs: 1000 });
+      return;
+    }
+    conn.refreshing = true;
+    auth.refresh(grant, request.token).then(
+      (outcome) => {
+        conn.refreshing = false;
+        if (conn.closed) return;
+        if (!outcome.ok) {
+          sendError(conn, request.id, outcome.code, outcome.message);
+          return;
+        }
+        const next = outcome.grant;
+        // What the connection already watches must stay allowed: otherwise nothing changes.
+        for (const sub of conn.subs.values()) {
+          const outside =
+            (next.chains !== undefined && !next.chains.has(sub.chainId)) ||
+            (next.channels !== undefined && !next.channels.has(sub.filter.channel)) ||
+            (next.addresses !== undefined && [...sub.addresses].some((a) => !next.addresses?.has(a)));
+          if (outside) {
+            sendError(
+              conn,
+              request.id,
+              'FORBIDDEN',
+              `the new token does not allow subscription ${sub.sid}: unsubscribe it first`,
+            );
+            return;
+          }
+        }
+        conn.grant = next;
+        armDeadline(conn);
+        send(conn, { type: 'authed', ...(request.id === undefined ? {} : { id: request.id }), ...authSummary(next) });
+      },
+      (error: unknown) => {
+        conn.refreshing = false;
+        sendError(conn, request.id, 'UNAUTHORIZED', `the token could not be checked: ${String(error).slice(0, 200)}`);
+      },
+    );
+  };
 
   const httpText = (
     res: uWS.HttpResponse,
@@ -468,155 +637,272 @@ export function createServer(options: ServerOptions): Promise<Server> {
   };
 
   /** Refuses an upgrade: the status, a line saying why, and the connection closed (nothing opens). */
+  /** Refuses an upgrade: the status, a line saying why, and the connection closed (nothing opens). */
   const refuse = (
     res: uWS.HttpResponse,
     status: string,
     body: string,
-    reason: 'per_ip' | 'capacity' | 'bad_request' | 'shutdown',
-    retryAfterSec?: number,
+    reason: (typeof REFUSAL_REASONS)[number],
+    headers: Readonly<Record<string, string>> = {},
   ): void => {
     metrics.refusals.inc({ reason });
     res.cork(() => {
       res.writeStatus(status).writeHeader('content-type', 'text/plain; charset=utf-8');
-      if (retryAfterSec !== undefined) res.writeHeader('retry-after', String(retryAfterSec));
+      for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value);
       res.end(body, true);
     });
   };
 
-  const app = uWS
-    .App()
-    .ws<Connection>('/v1', {
-      compression: uWS.DISABLED,
-      // uWS drops a frame past its limit with no close frame (the client sees 1006). Our own check in
-      // `message` answers 1009 as PROTOCOL.md says; uWS's limit, further out, stays as the hard stop.
-      maxPayloadLength: limits.maxMessageBytes * HARD_PAYLOAD_FACTOR,
-      maxBackpressure: limits.maxBackpressureBytes,
-      closeOnBackpressureLimit: 0,
-      idleTimeout: options.idleTimeoutSec,
-      sendPingsAutomatically: true,
-      upgrade: (res, req, context) => {
-        // uWS's request lives only until this returns: read everything first.
-        const encoding = new URLSearchParams(req.getQuery() ?? '').get('encoding') ?? 'msgpack';
-        const forwardedFor = trusted.size > 0 ? req.getHeader('x-forwarded-for') : '';
-        const key = req.getHeader('sec-websocket-key');
-        const protocol = req.getHeader('sec-websocket-protocol');
-        const extensions = req.getHeader('sec-websocket-extensions');
-        if (closing) {
-          refuse(res, '503 Service Unavailable', 'shutting down\n', 'shutdown', 1);
-          return;
-        }
-        if (!ENCODINGS.includes(encoding)) {
-          refuse(res, '400 Bad Request', 'encoding must be msgpack or json\n', 'bad_request');
-          return;
-        }
-        if (connectionCount >= capacity.maxConnections) {
-          refuse(
-            res,
-            '503 Service Unavailable',
-            `this gateway holds as many connections as it may (${capacity.maxConnections})\n`,
-            'capacity',
-            5,
-          );
-          return;
-        }
-        const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), forwardedFor, trusted);
-        const ipKey = addressKey(ip);
-        if (limits.maxConnectionsPerIp > 0 && (perIp.get(ipKey) ?? 0) >= limits.maxConnectionsPerIp) {
-          metrics.errors.inc({ code: 'TOO_MANY_CONNECTIONS' });
-          refuse(
-            res,
-            '429 Too Many Requests',
-            `at most ${limits.maxConnectionsPerIp} connections per address\n`,
-            'per_ip',
-            5,
-          );
-          return;
-        }
-        // Counted from the upgrade on, so a burst of upgrades cannot slip past the limits.
-        perIp.set(ipKey, (perIp.get(ipKey) ?? 0) + 1);
-        connectionCount++;
-        const conn: Connection = {
-          ip,
-          ipKey,
-          encoding: encoding as Encoding,
-          subs: new Map(),
-          resuming: new Map(),
-          addressCount: 0,
-          nextSid: 0,
-          tokens: limits.maxRequestsPerSecond,
-          refilledAt: performance.now(),
-          rateLimitedInARow: 0,
-          malformedInARow: 0,
-          closed: false,
-          ws: undefined,
-        };
-        res.upgrade(conn, key, protocol, extensions, context);
-      },
-      open: (ws) => {
-        const conn = ws.getUserData();
-        conn.ws = ws;
-        open.add(conn);
-        metrics.connections.set(open.size);
-        metrics.connectionsOpened.inc();
-        send(conn, welcome());
-      },
-      message: (ws, data, isBinary) => {
-        const conn = ws.getUserData();
-        if (data.byteLength > limits.maxMessageBytes) {
-          end(conn, CloseCode.messageTooBig, 'message too big', 'message_too_big');
-          return;
-        }
-        onMessage(conn, data, isBinary);
-      },
-      close: (ws, code, message) => {
-        const conn = ws.getUserData();
-        // uWS closes such a connection itself, before any handler sees the frame (no close frame: 1006).
-        if (!conn.closed && code === 1006 && Buffer.from(message).toString() === INVALID_UTF8_REASON) {
-          metrics.closes.inc({ reason: 'invalid_utf8' });
-        }
-        const left = (perIp.get(conn.ipKey) ?? 1) - 1;
-        if (left > 0) perIp.set(conn.ipKey, left);
-        else perIp.delete(conn.ipKey);
-        connectionCount--;
-        conn.closed = true;
-        conn.ws = undefined;
-        open.delete(conn);
-        for (const sub of [...conn.subs.values()]) dropSub(conn, sub);
-        metrics.connections.set(open.size);
-        updateIndexGauges();
-      },
-    })
-    .get('/healthz', (res) => httpText(res, '200 OK', 'ok\n'))
-    .get('/readyz', (res) => {
-      if (chains.ready()) httpText(res, '200 OK', 'ready\n');
-      else httpText(res, '503 Service Unavailable', 'a chain head is stale\n');
-    })
-    .get('/metrics', (res) => {
-      let aborted = false;
-      res.onAborted(() => {
-        aborted = true;
-      });
-      metrics.registry.metrics().then(
-        (text) => {
-          if (!aborted) httpText(res, '200 OK', text, metrics.registry.contentType);
-        },
-        (error: unknown) => {
-          if (!aborted) httpText(res, '500 Internal Server Error', `${String(error)}\n`);
-        },
+  /** What an upgrade request said, copied out of uWS's request (it lives only until the handler returns). */
+  interface UpgradeRequest {
+    readonly encoding: string;
+    readonly forwardedFor: string;
+    readonly origin: string;
+    readonly credential: string;
+    readonly key: string;
+    readonly protocol: string;
+    readonly extensions: string;
+  }
+
+  const readUpgrade = (req: uWS.HttpRequest, pathKey: string): UpgradeRequest => {
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.getHeader('authorization'));
+    return {
+      encoding: query.get('encoding') ?? 'msgpack',
+      forwardedFor: trusted.size > 0 ? req.getHeader('x-forwarded-for') : '',
+      origin: req.getHeader('origin'),
+      // One credential, in this order: the header, a token, a key, the path.
+      credential: bearer?.[1] ?? query.get('token') ?? query.get('key') ?? pathKey,
+      key: req.getHeader('sec-websocket-key'),
+      protocol: req.getHeader('sec-websocket-protocol'),
+      extensions: req.getHeader('sec-websocket-extensions'),
+    };
+  };
+
+  /** The upgrade once auth has decided: the limits that count connections, then the socket. */
+  const admit = (
+    res: uWS.HttpResponse,
+    request: UpgradeRequest,
+    context: uWS.us_socket_context_t,
+    admission: Admission,
+  ): void => {
+    if (!admission.ok) {
+      metrics.authRefusals.inc({ key: admission.profile ?? 'none', reason: admission.reason });
+      if (admission.status === 403) {
+        refuse(res, '403 Forbidden', `${admission.message}\n`, 'forbidden');
+      } else {
+        const error = admission.reason === 'missing' ? '' : `, error="invalid_token"`;
+        refuse(res, '401 Unauthorized', `${admission.message}\n`, 'unauthorized', {
+          'www-authenticate': `Bearer realm="blockcast"${error}`,
+        });
+      }
+      return;
+    }
+    if (closing) {
+      refuse(res, '503 Service Unavailable', 'shutting down\n', 'shutdown', { 'retry-after': '1' });
+      return;
+    }
+    if (connectionCount >= capacity.maxConnections) {
+      refuse(
+        res,
+        '503 Service Unavailable',
+        `this gateway holds as many connections as it may (${capacity.maxConnections})\n`,
+        'capacity',
+        { 'retry-after': '5' },
       );
-    })
-    .get('/', (res) => {
-      res.cork(() => {
-        res
-          .writeStatus('200 OK')
-          .writeHeader('content-type', 'text/html; charset=utf-8')
-          .writeHeader('content-security-policy', LIVE_PAGE_CSP)
-          .writeHeader('x-content-type-options', 'nosniff')
-          .writeHeader('cache-control', 'no-cache')
-          .end(LIVE_PAGE_HTML);
+      return;
+    }
+    const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), request.forwardedFor, trusted);
+    const ipKey = addressKey(ip);
+    if (limits.maxConnectionsPerIp > 0 && (perIp.get(ipKey) ?? 0) >= limits.maxConnectionsPerIp) {
+      metrics.errors.inc({ code: 'TOO_MANY_CONNECTIONS' });
+      refuse(
+        res,
+        '429 Too Many Requests',
+        `at most ${limits.maxConnectionsPerIp} connections per address\n`,
+        'per_ip',
+        { 'retry-after': '5' },
+      );
+      return;
+    }
+    const grant = admission.grant;
+    const keyLimit = grant?.profile.limits.maxConnections ?? 0;
+    if (grant !== undefined && keyLimit > 0 && (perKey.get(grant.quotaKey) ?? 0) >= keyLimit) {
+      metrics.quotaHits.inc({ key: grant.profile.name, quota: 'connections' });
+      const whose = grant.subject === undefined ? 'this key' : 'this token subject';
+      refuse(res, '429 Too Many Requests', `${whose} holds its ${keyLimit} connections\n`, 'key_quota', {
+        'retry-after': '5',
       });
-    })
-    .any('/*', (res) => httpText(res, '404 Not Found', 'not found\n'));
+      return;
+    }
+    // Counted from the upgrade on, so a burst of upgrades cannot slip past the limits.
+    perIp.set(ipKey, (perIp.get(ipKey) ?? 0) + 1);
+    if (grant !== undefined) perKey.set(grant.quotaKey, (perKey.get(grant.quotaKey) ?? 0) + 1);
+    connectionCount++;
+    const sessionLimits = grant === undefined ? defaultLimits : grant.profile.limits;
+    const conn: Connection = {
+      ip,
+      ipKey,
+      encoding: request.encoding as Encoding,
+      subs: new Map(),
+      resuming: new Map(),
+      addressCount: 0,
+      nextSid: 0,
+      tokens: sessionLimits.maxRequestsPerSecond,
+      refilledAt: performance.now(),
+      rateLimitedInARow: 0,
+      malformedInARow: 0,
+      grant,
+      limits: {
+        maxAddresses: sessionLimits.maxAddresses,
+        maxSubscriptions: sessionLimits.maxSubscriptions,
+        maxRequestsPerSecond: sessionLimits.maxRequestsPerSecond,
+      },
+      deadline: undefined,
+      refreshing: false,
+      closed: false,
+      ws: undefined,
+    };
+    res.cork(() => {
+      res.upgrade(conn, request.key, request.protocol, request.extensions, context);
+    });
+  };
+
+  /** Gives back what an upgraded connection counted (it closed, or its upgrade never completed). */
+  const uncount = (conn: Connection): void => {
+    const left = (perIp.get(conn.ipKey) ?? 1) - 1;
+    if (left > 0) perIp.set(conn.ipKey, left);
+    else perIp.delete(conn.ipKey);
+    const quotaKey = conn.grant?.quotaKey;
+    if (quotaKey !== undefined) {
+      const keyLeft = (perKey.get(quotaKey) ?? 1) - 1;
+      if (keyLeft > 0) perKey.set(quotaKey, keyLeft);
+      else perKey.delete(quotaKey);
+    }
+    connectionCount--;
+  };
+
+  const upgrade = (res: uWS.HttpResponse, req: uWS.HttpRequest, context: uWS.us_socket_context_t, pathKey: string) => {
+    // uWS's request lives only until this returns: read everything first.
+    const request = readUpgrade(req, pathKey);
+    if (closing) {
+      refuse(res, '503 Service Unavailable', 'shutting down\n', 'shutdown', { 'retry-after': '1' });
+      return;
+    }
+    if (!ENCODINGS.includes(request.encoding)) {
+      refuse(res, '400 Bad Request', 'encoding must be msgpack or json\n', 'bad_request');
+      return;
+    }
+    const admission = auth.admit(request.credential, request.origin);
+    if (!(admission instanceof Promise)) {
+      admit(res, request, context, admission);
+      return;
+    }
+    // A token is checked asynchronously: the client may be gone by then.
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    admission.then(
+      (outcome) => {
+        if (!aborted) admit(res, request, context, outcome);
+      },
+      (error: unknown) => {
+        log(`transport: a token check failed: ${String(error)}`);
+        if (!aborted) {
+          admit(res, request, context, { ok: false, status: 401, reason: 'bad_token', message: 'token check failed' });
+        }
+      },
+    );
+  };
+
+  const behavior: uWS.WebSocketBehavior<Connection> = {
+    compression: uWS.DISABLED,
+    // uWS drops a frame past its limit with no close frame (the client sees 1006). Our own check in
+    // `message` answers 1009 as PROTOCOL.md says; uWS's limit, further out, stays as the hard stop.
+    maxPayloadLength: limits.maxMessageBytes * HARD_PAYLOAD_FACTOR,
+    maxBackpressure: limits.maxBackpressureBytes,
+    closeOnBackpressureLimit: 0,
+    idleTimeout: options.idleTimeoutSec,
+    sendPingsAutomatically: true,
+    upgrade: (res, req, context) => upgrade(res, req, context, ''),
+    open: (ws) => {
+      const conn = ws.getUserData();
+      conn.ws = ws;
+      open.add(conn);
+      metrics.connections.set(open.size);
+      metrics.connectionsOpened.inc();
+      if (conn.grant !== undefined) metrics.keyConnections.inc({ key: conn.grant.profile.name });
+      send(conn, welcome(conn));
+      armDeadline(conn);
+    },
+    message: (ws, data, isBinary) => {
+      const conn = ws.getUserData();
+      if (data.byteLength > limits.maxMessageBytes) {
+        end(conn, CloseCode.messageTooBig, 'message too big', 'message_too_big');
+        return;
+      }
+      onMessage(conn, data, isBinary);
+    },
+    close: (ws, code, message) => {
+      const conn = ws.getUserData();
+      // uWS closes such a connection itself, before any handler sees the frame (no close frame: 1006).
+      if (!conn.closed && code === 1006 && Buffer.from(message).toString() === INVALID_UTF8_REASON) {
+        metrics.closes.inc({ reason: 'invalid_utf8' });
+      }
+      uncount(conn);
+      if (conn.grant !== undefined) metrics.keyConnections.dec({ key: conn.grant.profile.name });
+      clearTimeout(conn.deadline);
+      conn.deadline = undefined;
+      conn.closed = true;
+      conn.ws = undefined;
+      open.delete(conn);
+      for (const sub of [...conn.subs.values()]) dropSub(conn, sub);
+      metrics.connections.set(open.size);
+      updateIndexGauges();
+    },
+  };
+
+  /** One app: every route, on plain sockets or TLS. A reload builds another with the new certificate. */
+  const buildApp = (tls: TlsFiles | undefined): uWS.TemplatedApp =>
+    (tls === undefined ? uWS.App() : uWS.SSLApp({ cert_file_name: tls.certFile, key_file_name: tls.keyFile }))
+      .ws<Connection>('/v1', behavior)
+      // A browser's WebSocket cannot set headers: the key may come as the last part of the path.
+      .ws<Connection>('/v1/:key', {
+        ...behavior,
+        upgrade: (res, req, context) => upgrade(res, req, context, req.getParameter(0) ?? ''),
+      })
+      .get('/healthz', (res) => httpText(res, '200 OK', 'ok\n'))
+      .get('/readyz', (res) => {
+        if (chains.ready()) httpText(res, '200 OK', 'ready\n');
+        else httpText(res, '503 Service Unavailable', 'a chain head is stale\n');
+      })
+      .get('/metrics', (res) => {
+        let aborted = false;
+        res.onAborted(() => {
+          aborted = true;
+        });
+        metrics.registry.metrics().then(
+          (text) => {
+            if (!aborted) httpText(res, '200 OK', text, metrics.registry.contentType);
+          },
+          (error: unknown) => {
+            if (!aborted) httpText(res, '500 Internal Server Error', `${String(error)}\n`);
+          },
+        );
+      })
+      .get('/', (res) => {
+        res.cork(() => {
+          res
+            .writeStatus('200 OK')
+            .writeHeader('content-type', 'text/html; charset=utf-8')
+            .writeHeader('content-security-policy', LIVE_PAGE_CSP)
+            .writeHeader('x-content-type-options', 'nosniff')
+            .writeHeader('cache-control', 'no-cache')
+            .end(LIVE_PAGE_HTML);
+        });
+      })
+      .any('/*', (res) => httpText(res, '404 Not Found', 'not found\n'));
 
   const bytesOf = (frames: readonly Frame[]): number => {
     let bytes = 0;
@@ -654,71 +940,71 @@ export function createServer(options: ServerOptions): Promise<Server> {
     }
   };
 
-  return new Promise((resolve, reject) => {
-    app.listen(options.host, options.port, (token) => {
-      if (token === false) {
-        reject(new GatewayError('BAD_CONFIG', `port: cannot listen on ${options.host}:${options.port}`));
-        return;
+  const listener = createListener(buildApp(options.tls), options.host, options.port, metrics, log);
+  return listener.ready.then((port) => ({
+    port,
+    secure: options.tls !== undefined,
+    deliver,
+    connections: () => open.size,
+    reloadTls: (files) => {
+      if (options.tls === undefined) {
+        return Promise.reject(new GatewayError('BAD_CONFIG', 'tlsCert: this server was started without TLS'));
       }
-      const port = uWS.us_socket_local_port(token);
-      const guard = guardAccepting(app, options.host, port, token, metrics, log);
-      resolve({
-        port,
-        deliver,
-        connections: () => open.size,
-        close: () => {
-          closing = true;
-          for (const conn of [...open]) end(conn, CloseCode.goingAway, 'server going away', 'shutdown');
-          guard.close();
-        },
-      });
-    });
-  });
+      return listener.swap(buildApp(files));
+    },
+    close: () => {
+      closing = true;
+      for (const conn of [...open]) end(conn, CloseCode.goingAway, 'server going away', 'shutdown');
+      listener.close();
+    },
+  }));
 }
 
 /**
- * Keeps the process from spinning when it runs out of file descriptors: uWS keeps trying to
- * accept on a listening socket whose connections it cannot take (a full core, nothing served).
- * Before that happens, accepting stops (the listening socket closes: new connections are
- * refused at once) and starts again on the same port once enough descriptors are free.
+ * The listening socket of the current app. It keeps the process from spinning when it runs out
+ * of file descriptors: uWS keeps trying to accept on a listening socket whose connections it
+ * cannot take (a full core, nothing served). Before that happens, accepting stops (the listening
+ * socket closes: new connections are refused at once) and starts again on the same port once
+ * enough descriptors are free. A swap to another app (a new certificate) listens on the same
+ * port before the old socket closes: both are bound with SO_REUSEPORT for that moment.
  */
-function guardAccepting(
-  app: uWS.TemplatedApp,
+function createListener(
+  first: uWS.TemplatedApp,
   host: string,
-  port: number,
-  first: uWS.us_listen_socket,
+  requestedPort: number,
   metrics: Metrics,
   log: (message: string) => void,
-): { close: () => void } {
-  let token: uWS.us_listen_socket | undefined = first;
+): {
+  readonly ready: Promise<number>;
+  readonly swap: (app: uWS.TemplatedApp) => Promise<void>;
+  readonly close: () => void;
+} {
+  let app = first;
+  /** Every app made: an app must outlive the connections it accepted. */
+  const apps: uWS.TemplatedApp[] = [first];
+  let token: uWS.us_listen_socket | undefined;
+  let port = requestedPort;
   let closed = false;
   let relistening = false;
+  let timer: ReturnType<typeof setInterval> | undefined;
   let lastFailureLogAt = Number.NEGATIVE_INFINITY;
   const limit = openFilesLimit();
   const counter = openFilesCounter();
-  metrics.accepting.set(1);
-  if (limit === undefined || counter === undefined) {
-    return {
-      close: () => {
-        closed = true;
-        if (token !== undefined) uWS.us_listen_socket_close(token);
-      },
-    };
-  }
-  const pauseBelow = Math.max(16, Math.ceil(limit / 100));
-  const resumeAt = Math.max(64, Math.ceil(limit / 20));
+
   const check = (): void => {
-    if (closed || relistening) return;
+    if (closed || relistening || limit === undefined || counter === undefined) return;
     const free = limit - counter.count();
-    if (token !== undefined && free < pauseBelow) {
+    if (token !== undefined && free < Math.max(16, Math.ceil(limit / 100))) {
       uWS.us_listen_socket_close(token);
       token = undefined;
       metrics.accepting.set(0);
       metrics.acceptPauses.inc();
+      const resumeAt = Math.max(64, Math.ceil(limit / 20));
       log(`transport: ${free} of ${limit} open files left: not accepting connections until ${resumeAt} are free`);
-    } else if (token === undefined && free >= resumeAt) {
+    } else if (token === undefined && free >= Math.max(64, Math.ceil(limit / 20))) {
       relistening = true;
-      app.listen(host, port, (listening) => {
+      const listeningApp = app;
+      listeningApp.listen(host, port, (listening) => {
         relistening = false;
         if (listening === false) {
           // Tried again at the next check; said once a second at most.
@@ -728,7 +1014,7 @@ function guardAccepting(
           }
           return;
         }
-        if (closed) {
+        if (closed || token !== undefined || listeningApp !== app) {
           uWS.us_listen_socket_close(listening);
           return;
         }
@@ -738,9 +1024,52 @@ function guardAccepting(
       });
     }
   };
-  const timer = setInterval(check, counter.cheap ? DESCRIPTOR_CHECK_MS : DESCRIPTOR_CHECK_MS * 10);
-  timer.unref();
+
+  const ready = new Promise<number>((resolve, reject) => {
+    first.listen(host, requestedPort, (listening) => {
+      if (listening === false) {
+        reject(new GatewayError('BAD_CONFIG', `port: cannot listen on ${host}:${requestedPort}`));
+        return;
+      }
+      token = listening;
+      port = uWS.us_socket_local_port(listening);
+      metrics.accepting.set(1);
+      if (limit !== undefined && counter !== undefined) {
+        timer = setInterval(check, counter.cheap ? DESCRIPTOR_CHECK_MS : DESCRIPTOR_CHECK_MS * 10);
+        timer.unref();
+      }
+      resolve(port);
+    });
+  });
+
   return {
+    ready,
+    swap: (next) =>
+      new Promise<void>((resolve, reject) => {
+        if (closed) {
+          reject(new GatewayError('BAD_CONFIG', 'the server is closed'));
+          return;
+        }
+        apps.push(next);
+        if (token === undefined) {
+          // Paused for open files (or not yet listening): the next check listens with the new app.
+          app = next;
+          resolve();
+          return;
+        }
+        next.listen(host, port, (listening) => {
+          if (listening === false) {
+            apps.pop();
+            reject(new GatewayError('BAD_CONFIG', `port: cannot listen on ${host}:${port} with the new certificate`));
+            return;
+          }
+          const old = token;
+          token = listening;
+          app = next;
+          if (old !== undefined) uWS.us_listen_socket_close(old);
+          resolve();
+        });
+      }),
     close: () => {
       closed = true;
       clearInterval(timer);

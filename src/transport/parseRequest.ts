@@ -38,7 +38,9 @@ export type Request =
       readonly remove: readonly Hex[];
     }
   | { readonly op: 'unsubscribe'; readonly id?: RequestId; readonly sub: string }
-  | { readonly op: 'ping'; readonly id?: RequestId };
+  | { readonly op: 'ping'; readonly id?: RequestId }
+  /** A fresh token for a connection opened with one, sent before the old one expires. */
+  | { readonly op: 'auth'; readonly id?: RequestId; readonly token: string };
 
 /** The outcome of parsing one frame: a request, or an error to answer with (and the id, if any). */
 export type ParseResult =
@@ -63,11 +65,14 @@ const FIELDS: ReadonlyMap<string, readonly string[]> = new Map(
     update: ['op', 'id', 'sub', 'add', 'remove'],
     unsubscribe: ['op', 'id', 'sub'],
     ping: ['op', 'id'],
+    auth: ['op', 'id', 'token'],
   }),
 );
 const BLOCK_ONLY = ['full', 'fullInput'];
 const ACTIVITY_ONLY = ['addresses', 'kinds', 'pending'];
 const MAX_ID_CHARS = 128;
+/** Longest token read (a longer one is refused unread). */
+const MAX_TOKEN_CHARS = 8192;
 /** Characters of a client's string an error message quotes; an address (42) fits. */
 const QUOTED_CHARS = 42;
 
@@ -176,7 +181,7 @@ function parseSubscribe(msg: Record<string, unknown>, id: RequestId | undefined)
 
 function parseMessage(msg: Record<string, unknown>, id: RequestId | undefined): Request {
   const op = msg['op'];
-  if (typeof op !== 'string') throw bad('op must be a string: subscribe, update, unsubscribe or ping');
+  if (typeof op !== 'string') throw bad('op must be a string: subscribe, update, unsubscribe, ping or auth');
   const allowed = FIELDS.get(op);
   if (allowed === undefined) throw bad(`unknown op ${shown(op)}`);
   const unknown = Object.keys(msg).find((key) => !allowed.includes(key));
@@ -192,6 +197,13 @@ function parseMessage(msg: Record<string, unknown>, id: RequestId | undefined): 
     }
     case 'unsubscribe':
       return { op, ...withId, sub: subId(msg) };
+    case 'auth': {
+      const token = msg['token'];
+      if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_CHARS) {
+        throw bad(`token must be a JWT of at most ${MAX_TOKEN_CHARS} characters`);
+      }
+      return { op, ...withId, token };
+    }
     default:
       return { op: 'ping', ...withId };
   }
