@@ -1,5 +1,5 @@
 import { Packr } from 'msgpackr';
-import { WebSocket } from 'ws';
+import { type ClientOptions, WebSocket } from 'ws';
 
 /** A server message, decoded. */
 export type Message = Record<string, unknown> & { type: string };
@@ -42,9 +42,17 @@ export class TestClient {
     });
   }
 
-  /** Connects to `baseUrl` (`ws://HOST:PORT/v1`) and waits for `welcome`. */
-  static async connect(baseUrl: string, encoding: Encoding, timeoutMs = 10_000): Promise<TestClient> {
-    const ws = new WebSocket(encoding === 'json' ? `${baseUrl}?encoding=json` : baseUrl);
+  /**
+   * Connects to `baseUrl` (`ws://HOST:PORT/v1`, perhaps with a query) and waits for `welcome`;
+   * `options` go to the `ws` client (headers, a CA).
+   */
+  static async connect(
+    baseUrl: string,
+    encoding: Encoding,
+    timeoutMs = 10_000,
+    options: ClientOptions = {},
+  ): Promise<TestClient> {
+    const ws = new WebSocket(withEncoding(baseUrl, encoding), options);
     const client = new TestClient(ws, encoding);
     await client.next((m) => m.type === 'welcome', timeoutMs);
     return client;
@@ -133,24 +141,54 @@ function encodeMsgpack(message: unknown): Buffer {
 export interface Upgrade {
   readonly status: number;
   readonly ws?: WebSocket;
+  /** The first message, when it opened. */
+  readonly welcome?: Message;
+  /** The refusal's body, when it did not. */
+  readonly body?: string;
 }
 
-/** Tries one upgrade to `url` (bounded); an opened socket is returned open, after its welcome. */
-export function tryUpgrade(url: string, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<Upgrade> {
+/** `url` with `encoding=json` added to its query when the encoding is JSON. */
+export function withEncoding(url: string, encoding: Encoding): string {
+  if (encoding !== 'json') return url;
+  const parsed = new URL(url);
+  parsed.searchParams.set('encoding', 'json');
+  return parsed.toString();
+}
+
+/**
+ * Tries one upgrade to `url` (JSON encoding; bounded); an opened socket is returned open, after its
+ * welcome, with the welcome. `options` go to the `ws` client (a CA).
+ */
+export function tryUpgrade(
+  url: string,
+  headers: Record<string, string> = {},
+  timeoutMs = 10_000,
+  options: ClientOptions = {},
+): Promise<Upgrade> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url}?encoding=json`, { headers });
+    const ws = new WebSocket(withEncoding(url, 'json'), { ...options, headers });
     const timer = setTimeout(() => {
       ws.terminate();
       reject(new Error(`no answer to the upgrade within ${timeoutMs} ms`));
     }, timeoutMs);
-    ws.once('message', () => {
+    ws.once('message', (data: Buffer) => {
       clearTimeout(timer);
-      resolve({ status: 101, ws });
+      resolve({ status: 101, ws, welcome: JSON.parse(data.toString()) as Message });
     });
     ws.on('unexpected-response', (_req, res) => {
       clearTimeout(timer);
-      resolve({ status: res.statusCode ?? 0 });
-      ws.terminate();
+      let body = '';
+      const done = (): void => {
+        resolve({ status: res.statusCode ?? 0, body });
+        ws.terminate();
+      };
+      res.on('data', (chunk: Buffer) => {
+        body += chunk.toString();
+      });
+      // The gateway closes the connection after the body.
+      res.once('end', done);
+      res.once('close', done);
+      res.once('error', done);
     });
     ws.on('error', (error) => {
       clearTimeout(timer);

@@ -8,8 +8,9 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** A gateway process started by a test, as `npm start` starts it. */
 export interface GatewayProcess {
   readonly port: number;
-  /** `ws://127.0.0.1:PORT/v1` */
+  /** `ws://127.0.0.1:PORT/v1` (`wss://` with TLS) */
   readonly url: string;
+  /** `http://127.0.0.1:PORT` (`https://` with TLS) */
   readonly httpUrl: string;
   /** The devnet's anvil URL when the gateway runs its embedded devnet. */
   readonly devnetRpc?: string;
@@ -24,15 +25,24 @@ export interface GatewayProcess {
 
 /**
  * Runs `src/main.ts` with `args` on a free loopback port (or `port`) and waits for its URL
- * (bounded). `openFiles` runs it under that limit of open files (`ulimit -n`); its pid is still
+ * (bounded); its output is also kept. `openFiles` runs it under that limit of open files (`ulimit -n`); its pid is still
  * the gateway's.
  */
 export function startGateway(
   args: readonly string[],
-  options: { env?: Record<string, string>; timeoutMs?: number; openFiles?: number; port?: number } = {},
+  options: {
+    env?: Record<string, string>;
+    timeoutMs?: number;
+    openFiles?: number;
+    port?: number;
+    /** `null`: no `--host` at all (the gateway's own default). @default '127.0.0.1' */
+    host?: string | null;
+  } = {},
 ): Promise<GatewayProcess> {
   const port = String(options.port ?? 0);
-  const nodeArgs = ['--import', 'tsx', 'src/main.ts', '--host', '127.0.0.1', '--port', port, ...args];
+  const host =
+    options.host === undefined ? ['--host', '127.0.0.1'] : options.host === null ? [] : ['--host', options.host];
+  const nodeArgs = ['--import', 'tsx', 'src/main.ts', ...host, '--port', port, ...args];
   const [command, commandArgs] =
     options.openFiles === undefined
       ? [process.execPath, nodeArgs]
@@ -60,15 +70,16 @@ export function startGateway(
     }, timeoutMs);
     const onData = (chunk: Buffer): void => {
       output += chunk.toString();
-      const m = /listening on ws:\/\/127\.0\.0\.1:(\d+)\/v1/.exec(output);
+      const m = /listening on ws(s?):\/\/127\.0\.0\.1:(\d+)\/v1/.exec(output);
       if (m === null) return;
       clearTimeout(timer);
-      const port = Number(m[1]);
+      const secure = m[1] as string;
+      const port = Number(m[2]);
       const devnet = /devnet: anvil at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
       resolve({
         port,
-        url: `ws://127.0.0.1:${port}/v1`,
-        httpUrl: `http://127.0.0.1:${port}`,
+        url: `ws${secure}://127.0.0.1:${port}/v1`,
+        httpUrl: `http${secure}://127.0.0.1:${port}`,
         ...(devnet?.[1] === undefined ? {} : { devnetRpc: devnet[1] }),
         process: child,
         output: () => output,
