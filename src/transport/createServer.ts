@@ -967,6 +967,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
  * socket closes: new connections are refused at once) and starts again on the same port once
  * enough descriptors are free. A swap to another app (a new certificate) listens on the same
  * port before the old socket closes: both are bound with SO_REUSEPORT for that moment.
+ * (On a port the kernel picked, `--port 0`, the old socket closes first.)
  */
 function createListener(
   first: uWS.TemplatedApp,
@@ -1057,17 +1058,34 @@ function createListener(
           resolve();
           return;
         }
-        next.listen(host, port, (listening) => {
-          if (listening === false) {
-            apps.pop();
-            reject(new GatewayError('BAD_CONFIG', `port: cannot listen on ${host}:${port} with the new certificate`));
-            return;
-          }
-          const old = token;
+        const take = (listening: uWS.us_listen_socket): void => {
           token = listening;
           app = next;
-          if (old !== undefined) uWS.us_listen_socket_close(old);
           resolve();
+        };
+        next.listen(host, port, (listening) => {
+          if (listening !== false) {
+            const old = token;
+            take(listening);
+            if (old !== undefined) uWS.us_listen_socket_close(old);
+            return;
+          }
+          // No second socket on the port (uWS sets SO_REUSEPORT only on a port given, not on one
+          // the kernel picked): close the old one and listen again at once, in the same turn of
+          // the loop, so only a connection arriving in those microseconds is refused.
+          if (token !== undefined) uWS.us_listen_socket_close(token);
+          token = undefined;
+          next.listen(host, port, (again) => {
+            if (again !== false) {
+              take(again);
+              return;
+            }
+            apps.pop();
+            app.listen(host, port, (old) => {
+              if (old !== false) token = old;
+            });
+            reject(new GatewayError('BAD_CONFIG', `port: cannot listen on ${host}:${port} with the new certificate`));
+          });
         });
       }),
     close: () => {
