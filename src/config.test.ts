@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, loadConfig, OPTIONS, usage } from './config.ts';
 import { GatewayError } from './domain/errors.ts';
@@ -19,7 +20,7 @@ describe('loadConfig', () => {
   });
 
   it('has the documented defaults', () => {
-    expect(DEFAULTS).toMatchObject({ rpc: [], host: '0.0.0.0', port: 8080, maxMessageBytes: 1_048_576 });
+    expect(DEFAULTS).toMatchObject({ rpc: [], host: '127.0.0.1', port: 8080, maxMessageBytes: 1_048_576 });
   });
 
   it('ignores environment variables that are not its own', () => {
@@ -117,6 +118,12 @@ describe('loadConfig', () => {
     ['empty BLOCKCAST_RPC', [], { BLOCKCAST_RPC: ' , ' }, /^rpc: BLOCKCAST_RPC is empty/],
     ['unknown flag', ['--prot', '80'], {}, /^unknown option "--prot"/],
     ['bare value', ['8080'], {}, /^unknown option "8080"/],
+    [
+      'mistyped flag with a secret value, not printed',
+      ['--apikey=SECRET-0123456789'],
+      {},
+      /^unknown option "--apikey"\n/,
+    ],
   ])('rejects %s with BAD_CONFIG naming the key', (_, argv, env, message) => {
     const error = configError(argv, env);
     expect(error.code).toBe('BAD_CONFIG');
@@ -130,6 +137,124 @@ describe('loadConfig', () => {
 
   it('shows the usage with an unknown flag', () => {
     expect(configError(['--nope']).message).toContain(usage());
+  });
+});
+
+describe('loadConfig: auth and TLS', () => {
+  const KEY = 'key-text-0123456789abcdef';
+  const OTHER = 'other-key-0123456789abcdef';
+  const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+
+  it('keeps the SHA-256 of an --api-key, never its text', () => {
+    const config = loadConfig(['--api-key', KEY], {});
+    expect(config.apiKeyHashes).toEqual([sha256Hex(KEY)]);
+    expect(JSON.stringify(config)).not.toContain(KEY);
+    expect(Object.isFrozen(config.apiKeyHashes)).toBe(true);
+  });
+
+  it('reads repeated and comma-separated --api-key flags, in order', () => {
+    const third = 'third-key-0123456789abcdef';
+    expect(loadConfig(['--api-key', `${KEY},${OTHER}`, '--api-key', third], {}).apiKeyHashes).toEqual([
+      sha256Hex(KEY),
+      sha256Hex(OTHER),
+      sha256Hex(third),
+    ]);
+  });
+
+  it('reads a comma-separated BLOCKCAST_API_KEYS, trimming spaces', () => {
+    const config = loadConfig([], { BLOCKCAST_API_KEYS: ` ${KEY} , ${OTHER} ` });
+    expect(config.apiKeyHashes).toEqual([sha256Hex(KEY), sha256Hex(OTHER)]);
+    expect(JSON.stringify(config)).not.toContain(KEY);
+    expect(JSON.stringify(config)).not.toContain(OTHER);
+  });
+
+  it('replaces the BLOCKCAST_API_KEYS list with the --api-key flags', () => {
+    expect(loadConfig(['--api-key', OTHER], { BLOCKCAST_API_KEYS: KEY }).apiKeyHashes).toEqual([sha256Hex(OTHER)]);
+  });
+
+  it.each([
+    ['a key of 15 characters', ['--api-key', 'k'.repeat(15)], {}, /^apiKeys: --api-key must be keys of at least 16/],
+    ['an empty --api-key', ['--api-key='], {}, /^apiKeys: --api-key must be keys/],
+    [
+      'a short key in BLOCKCAST_API_KEYS',
+      [],
+      { BLOCKCAST_API_KEYS: `${KEY},tiny-key` },
+      /^apiKeys: BLOCKCAST_API_KEYS/,
+    ],
+  ])('refuses %s with BAD_CONFIG', (_, argv, env, message) => {
+    const error = configError(argv, env);
+    expect(error.code).toBe('BAD_CONFIG');
+    expect(error.message).toMatch(message);
+  });
+
+  it('never quotes a key in an error', () => {
+    const short = 'short-secret';
+    expect(configError(['--api-key', short]).message).not.toContain(short);
+    const mixed = configError([], { BLOCKCAST_API_KEYS: `${KEY},${short}` }).message;
+    expect(mixed).not.toContain(short);
+    expect(mixed).not.toContain(KEY);
+    expect(configError(['--api-key', KEY, '--nope']).message).not.toContain(KEY);
+    expect(configError(['--api-key', KEY, '--port', '99999']).message).not.toContain(KEY);
+  });
+
+  it('reads repeated and comma-separated allowed origins', () => {
+    expect(
+      loadConfig(['--allowed-origin', 'https://app.example,https://*.app.example', '--allowed-origin', '*'], {})
+        .allowedOrigins,
+    ).toEqual(['https://app.example', 'https://*.app.example', '*']);
+    expect(loadConfig([], { BLOCKCAST_ALLOWED_ORIGINS: 'http://localhost:3000' }).allowedOrigins).toEqual([
+      'http://localhost:3000',
+    ]);
+  });
+
+  it.each([
+    ['with a path', 'https://app.example/'],
+    ['without a scheme', 'app.example'],
+    ['with an ftp scheme', 'ftp://app.example'],
+  ])('refuses an allowed origin %s, quoting it', (_, origin) => {
+    const error = configError(['--allowed-origin', `https://ok.example,${origin}`]);
+    expect(error.code).toBe('BAD_CONFIG');
+    expect(error.message).toMatch(/^allowedOrigins: --allowed-origin must be origins/);
+    expect(error.message).toContain(JSON.stringify(origin));
+  });
+
+  it('refuses an empty allowed origin', () => {
+    expect(configError([], { BLOCKCAST_ALLOWED_ORIGINS: ' , ' }).message).toMatch(
+      /^allowedOrigins: BLOCKCAST_ALLOWED_ORIGINS must be origins/,
+    );
+  });
+
+  it('refuses --tls-cert without --tls-key, and the other way round', () => {
+    expect(configError(['--tls-cert', 'cert.pem']).message).toMatch(/^tlsCert: --tls-cert and --tls-key go together/);
+    expect(configError([], { BLOCKCAST_TLS_KEY: 'key.pem' }).message).toMatch(/^tlsCert: /);
+  });
+
+  it('accepts --tls-cert with --tls-key', () => {
+    expect(loadConfig(['--tls-cert', 'cert.pem', '--tls-key', 'key.pem'], {})).toMatchObject({
+      tlsCert: 'cert.pem',
+      tlsKey: 'key.pem',
+    });
+  });
+
+  it('listens on loopback only without keys or tokens', () => {
+    expect(loadConfig([], {}).host).toBe('127.0.0.1');
+    expect(loadConfig(['--allowed-origin', 'https://app.example'], {}).host).toBe('127.0.0.1');
+  });
+
+  it.each([
+    ['--api-key', ['--api-key', KEY], {}],
+    ['BLOCKCAST_API_KEYS', [], { BLOCKCAST_API_KEYS: KEY }],
+    ['--keys-file', ['--keys-file', 'keys.json'], {}],
+    ['--jwt-secret', ['--jwt-secret', 'a-secret-of-at-least-32-bytes-long!!'], {}],
+    ['--jwt-public-key', ['--jwt-public-key', 'jwt.pem'], {}],
+  ])('listens on every interface with %s when no host is given', (_, argv, env) => {
+    expect(loadConfig(argv, env).host).toBe('0.0.0.0');
+  });
+
+  it('keeps a host given by flag or environment, with or without keys', () => {
+    expect(loadConfig(['--api-key', KEY, '--host', '127.0.0.1'], {}).host).toBe('127.0.0.1');
+    expect(loadConfig(['--keys-file', 'keys.json'], { BLOCKCAST_HOST: '10.0.0.1' }).host).toBe('10.0.0.1');
+    expect(loadConfig(['--host', '0.0.0.0'], {}).host).toBe('0.0.0.0');
   });
 });
 

@@ -512,7 +512,8 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     const flag = eq > 0 ? arg.slice(0, eq) : arg;
     const option = OPTIONS.find((o) => o.flag === flag);
     if (option === undefined)
-      throw new GatewayError('BAD_CONFIG', `unknown option ${JSON.stringify(arg)}\n\n${usage()}`);
+      // Only the flag: the value of a mistyped `--apikey=SECRET` must not be printed.
+      throw new GatewayError('BAD_CONFIG', `unknown option ${JSON.stringify(flag)}\n\n${usage()}`);
     const raw = eq > 0 ? arg.slice(eq + 1) : argv[++i];
     if (raw === undefined) throw new GatewayError('BAD_CONFIG', `${option.key}: ${flag} needs a value`);
     setValue(fromFlags, option, raw, flag);

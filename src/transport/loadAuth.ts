@@ -74,6 +74,8 @@ export function loadAuth(settings: AuthSettings): AuthOptions {
     origins: [],
     limits: defaults,
   }));
+  // Where each key of `keys` was given, for the errors about duplicates.
+  const sources = settings.apiKeyHashes.map((_, i) => `apiKeys[${i}]`);
   let tokenProfile: AccessProfile = { name: 'token', origins: [], limits: defaults };
   let tokenProfileGiven = false;
   if (settings.keysFile !== '') {
@@ -88,21 +90,28 @@ export function loadAuth(settings: AuthSettings): AuthOptions {
     if (!Array.isArray(list)) throw new GatewayError('BAD_CONFIG', where('keys: must be a list'));
     list.forEach((entry: unknown, i: number) => {
       keys.push(apiKey(entry, defaults, (path) => where(`keys[${i}]${path}`)));
+      sources.push(where(`keys[${i}]`));
     });
     if (file['tokens'] !== undefined) {
       tokenProfile = profile('token', file['tokens'], defaults, PROFILE_FIELDS, (path) => where(`tokens${path}`));
       tokenProfileGiven = true;
     }
+    const hasTokenKey = settings.jwtSecret !== '' || settings.jwtPublicKey !== '';
+    if (list.length === 0 && settings.apiKeyHashes.length === 0 && !hasTokenKey) {
+      // An empty file would leave the gateway open to anyone on every interface.
+      throw new GatewayError('BAD_CONFIG', where('keys: holds no key (and no tokens are configured)'));
+    }
   }
   const names = new Set<string>();
   const digests = new Set<string>();
-  for (const key of keys) {
-    if (names.has(key.name)) throw new GatewayError('BAD_CONFIG', `keys: the name ${key.name} is given twice`);
+  keys.forEach((key, i) => {
+    const at = sources[i] as string;
+    if (names.has(key.name)) throw new GatewayError('BAD_CONFIG', `${at}.name: the name ${key.name} is given twice`);
     const hex = key.sha256.toString('hex');
-    if (digests.has(hex)) throw new GatewayError('BAD_CONFIG', `keys: key ${key.name} is given twice`);
+    if (digests.has(hex)) throw new GatewayError('BAD_CONFIG', `${at}: key ${key.name} is given twice`);
     names.add(key.name);
     digests.add(hex);
-  }
+  });
   const tokens = tokenConfig(settings, tokenProfile, tokenProfileGiven);
   return { keys, origins, ...(tokens === undefined ? {} : { tokens }) };
 }
@@ -171,11 +180,15 @@ function tokenConfig(
     return { key, algorithm, ...claims };
   }
   if (settings.jwtIssuer !== '' || settings.jwtAudience !== '') {
-    throw new GatewayError('BAD_CONFIG', 'jwtIssuer: needs --jwt-secret or --jwt-public-key');
+    const setting = settings.jwtIssuer !== '' ? 'jwtIssuer' : 'jwtAudience';
+    throw new GatewayError('BAD_CONFIG', `${setting}: needs --jwt-secret or --jwt-public-key`);
   }
   if (tokenProfileGiven) {
     // A "tokens" entry without a token key would silently admit nothing.
-    throw new GatewayError('BAD_CONFIG', 'keysFile: "tokens" needs --jwt-secret or --jwt-public-key');
+    throw new GatewayError(
+      'BAD_CONFIG',
+      `keysFile: ${settings.keysFile}: tokens: needs --jwt-secret or --jwt-public-key`,
+    );
   }
   return undefined;
 }
@@ -266,7 +279,8 @@ function limits(raw: unknown, defaults: KeyLimits, where: (path: string) => stri
   if (!isObject(raw)) throw new GatewayError('BAD_CONFIG', where('.limits: must be an object'));
   const out: Record<string, number> = { ...defaults };
   for (const [field, value] of Object.entries(raw)) {
-    const range = LIMIT_RANGES[field as keyof KeyLimits];
+    // Own keys only: `toString` or `__proto__` must be an unknown quota, not Object.prototype's.
+    const range = Object.hasOwn(LIMIT_RANGES, field) ? LIMIT_RANGES[field as keyof KeyLimits] : undefined;
     if (range === undefined) {
       throw new GatewayError(
         'BAD_CONFIG',

@@ -31,15 +31,13 @@ export function parseOriginPattern(raw: string): OriginPattern | undefined {
  * which cannot forge it.
  */
 export function originAllowed(origin: string, patterns: readonly OriginPattern[]): boolean {
-  if (patterns.length === 0 || origin === '') return true;
+  if (patterns.length === 0 || origin === '' || patterns.some((p) => p.any)) return true;
   const m = /^(https?):\/\/([^/?#]+)$/.exec(origin.toLowerCase());
   if (m === null) return false; // `null` (a sandboxed page, a file) and anything else
   const scheme = m[1] as string;
   const host = m[2] as string;
   return patterns.some(
     (p) =>
-      p.any ||
-      (p.scheme === scheme &&
-        (p.anySubdomain ? host.endsWith(p.host) && host.length > p.host.length : host === p.host)),
+      p.scheme === scheme && (p.anySubdomain ? host.endsWith(p.host) && host.length > p.host.length : host === p.host),
   );
 }

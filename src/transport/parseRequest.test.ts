@@ -165,6 +165,55 @@ describe('parseRequest: valid requests', () => {
   });
 });
 
+describe('parseRequest: auth', () => {
+  const TOKEN = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl';
+
+  it('reads an auth request with its id and token, in both encodings', () => {
+    const message = { op: 'auth', id: 3, token: TOKEN };
+    expect(accepted(fromJson(message))).toStrictEqual(message);
+    expect(accepted(fromMsgpack(message))).toStrictEqual(message);
+  });
+
+  it('reads an auth request without an id and gives no id', () => {
+    expect(accepted(fromJson({ op: 'auth', token: TOKEN }))).toStrictEqual({ op: 'auth', token: TOKEN });
+  });
+
+  it('accepts a token of exactly 8192 characters', () => {
+    const token = 't'.repeat(8192);
+    expect(accepted(fromJson({ op: 'auth', token }))).toStrictEqual({ op: 'auth', token });
+  });
+
+  it.each([
+    ['missing', {}],
+    ['a number', { token: 42 }],
+    ['a list', { token: [TOKEN] }],
+    ['null', { token: null }],
+    ['empty', { token: '' }],
+    ['longer than 8192 characters', { token: 't'.repeat(8193) }],
+  ])('rejects a token that is %s with BAD_REQUEST, echoing the id', (_, fields) => {
+    const result = rejected(fromJson({ op: 'auth', id: 'a1', ...fields }));
+    expect(result.error.code).toBe('BAD_REQUEST');
+    expect(result.error.message).toBe('token must be a JWT of at most 8192 characters');
+    expect(result.id).toBe('a1');
+  });
+
+  it('never quotes a rejected token', () => {
+    const token = `secret-${'t'.repeat(8200)}`;
+    expect(rejected(fromJson({ op: 'auth', token })).error.message).not.toContain('secret-');
+  });
+
+  it('rejects an unknown field of an auth request with BAD_REQUEST naming it', () => {
+    const result = rejected(fromJson({ op: 'auth', id: 4, token: TOKEN, key: 'k' }));
+    expect(result.error.code).toBe('BAD_REQUEST');
+    expect(result.error.message).toBe('unknown field "key" for op auth');
+    expect(result.id).toBe(4);
+  });
+
+  it('rejects a token field on another op', () => {
+    expect(rejected(fromJson({ op: 'ping', token: TOKEN })).error.message).toBe('unknown field "token" for op ping');
+  });
+});
+
 describe('parseRequest: undecodable frames', () => {
   it('rejects text that is not JSON with BAD_REQUEST and no id', () => {
     const result = rejected(fromText('{"op":"ping", "id": 1'));
