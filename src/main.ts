@@ -182,10 +182,20 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
   cleanups.unshift((server as Server).close);
   // After a burst (an attack, a storm of reconnects), give the memory it took back once quiet.
   cleanups.push(watchHeap({ log }));
-  if (tls !== undefined) watchCertificate(server, tls, cleanups);
+  if (tls === undefined) ignoreHangup(cleanups);
+  else watchCertificate(server, tls, cleanups);
   announceAccess(config, server.port, auth);
   // One write, so a reader that sees the URL sees the whole banner.
   console.log(banner(config, server.port, server.secure, auth.required, feeds));
+}
+
+/** Without TLS, SIGHUP has nothing to reload: it must not end the gateway either (Node's default). */
+function ignoreHangup(cleanups: Cleanups): void {
+  const said = (): void => log('SIGHUP: nothing to reload (no --tls-cert)');
+  process.on('SIGHUP', said);
+  cleanups.push(() => {
+    process.off('SIGHUP', said);
+  });
 }
 
 /** SIGHUP reads the certificate files again and serves the new certificate; open connections stay. */
