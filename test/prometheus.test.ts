@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { rpc, TestChain } from './helpers/chain.ts';
-import { TestClient } from './helpers/client.ts';
+import { TestClient, tryUpgrade } from './helpers/client.ts';
 import { expandVariables, panelQueries, readDashboard } from './helpers/dashboard.ts';
 import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
 import { type PrometheusProcess, type Sample, startPrometheus } from './helpers/prometheus.ts';
@@ -23,6 +23,7 @@ async function poll<T>(
   throw new Error(`${what}: not after ${tries} tries ${intervalMs} ms apart`);
 }
 
+const KEY = 'prometheus-test-key-0123456789';
 const PROMETHEUS_CONFIG = fileURLToPath(new URL('../grafana/prometheus.yml', import.meta.url));
 
 // A real Prometheus scrapes the gateway every second while anvil mines a block a second and the
@@ -39,7 +40,8 @@ describe('Prometheus scraping the gateway under traffic', () => {
 
   beforeAll(async () => {
     anvil = await startAnvil({ blockTimeSec: 1 });
-    gateway = await startGateway(['--rpc', anvil.httpUrl, '--poll-interval-ms', '100']);
+    // With a key, so that the panels of auth have data too.
+    gateway = await startGateway(['--rpc', anvil.httpUrl, '--poll-interval-ms', '100', '--api-key', KEY]);
     startedAt = Date.now();
     prometheus = await startPrometheus({ targets: [`127.0.0.1:${gateway.port}`], scrapeIntervalSec: 1 });
     chain = new TestChain(anvil.httpUrl);
@@ -53,10 +55,12 @@ describe('Prometheus scraping the gateway under traffic', () => {
     );
 
     const watched = chain.address(1);
-    wallet = await TestClient.connect(gateway.url, 'json');
+    const keyed = `${gateway.url}?key=${KEY}`;
+    expect((await tryUpgrade(gateway.url)).status).toBe(401);
+    wallet = await TestClient.connect(keyed, 'json');
     const blocksSub = await wallet.subscribe({ channel: 'blocks' });
     const activitySub = await wallet.subscribe({ channel: 'activity', addresses: [watched] });
-    explorer = await TestClient.connect(gateway.url, 'msgpack');
+    explorer = await TestClient.connect(keyed, 'msgpack');
     await explorer.subscribe({ channel: 'blocks', full: true });
     const bad = await wallet.request({ op: 'subscribe', channel: 'activity', addresses: ['0xnot-an-address'] });
     expect(bad).toMatchObject({ type: 'error', code: 'BAD_ADDRESS' });
