@@ -154,7 +154,7 @@ describe('auth', () => {
       await tryUpgrade(url(KEYS.web), { origin: ORIGIN }),
     ];
     expect(ways.map((w) => w.status)).toEqual([101, 101, 101, 101, 101]);
-    expect(ways.map((w) => (w.welcome?.['auth'] as { key: string }).key)).toEqual([
+    expect(ways.map((w) => (w.welcome?.['auth'] as { key: string } | undefined)?.key)).toEqual([
       'open',
       'open',
       'open',
@@ -263,7 +263,8 @@ describe('auth', () => {
     const expiresIn = 3;
     const expiring = await TestClient.connect(url(await token({ sub: 'carol' }, expiresIn)), 'json');
     const refreshed = await TestClient.connect(url(await token({ sub: 'carol' }, expiresIn)), 'json');
-    const firstDeadline = (refreshed.messages[0]?.['auth'] as { expiresAt: number }).expiresAt;
+    const firstDeadline = (refreshed.messages[0]?.['auth'] as { expiresAt: number } | undefined)?.expiresAt ?? 0;
+    expect(firstDeadline).toBeGreaterThan(Date.now() / 1000);
     await refreshed.subscribe({ channel: 'blocks' });
 
     // Another subject's token, a token that is not valid and garbage are refused; the connection stays.
