@@ -63,6 +63,8 @@ export interface Config {
   readonly tlsKey: string;
   /** Largest JSON-RPC answer read from a node, in bytes; a larger one is refused. */
   readonly rpcMaxResponseBytes: number;
+  /** Methods `/rpc` sends on to the node (everything it does not answer itself). */
+  readonly forwardMethods: readonly string[];
   /** Block time of the embedded devnet, in seconds. */
   readonly devnetBlockTimeSec: number;
   /** Recent blocks ingest keeps to find a reorg's common ancestor. */
@@ -109,6 +111,37 @@ export const DEFAULTS: Config = Object.freeze({
   tlsCert: '',
   tlsKey: '',
   rpcMaxResponseBytes: 134_217_728,
+  forwardMethods: Object.freeze([
+    'eth_call',
+    'eth_estimateGas',
+    'eth_createAccessList',
+    'eth_getBalance',
+    'eth_getCode',
+    'eth_getStorageAt',
+    'eth_getTransactionCount',
+    'eth_getProof',
+    'eth_getLogs',
+    'eth_getBlockByNumber',
+    'eth_getBlockByHash',
+    'eth_getBlockReceipts',
+    'eth_getBlockTransactionCountByNumber',
+    'eth_getBlockTransactionCountByHash',
+    'eth_getTransactionByHash',
+    'eth_getTransactionByBlockNumberAndIndex',
+    'eth_getTransactionByBlockHashAndIndex',
+    'eth_getTransactionReceipt',
+    'eth_getUncleCountByBlockNumber',
+    'eth_getUncleCountByBlockHash',
+    'eth_gasPrice',
+    'eth_maxPriorityFeePerGas',
+    'eth_feeHistory',
+    'eth_blobBaseFee',
+    'eth_syncing',
+    'eth_accounts',
+    'eth_sendRawTransaction',
+    'net_listening',
+    'web3_clientVersion',
+  ]),
   devnetBlockTimeSec: 1,
   reorgWindowBlocks: 128,
   historyWindowBlocks: 256,
@@ -357,6 +390,13 @@ export const OPTIONS: readonly Option[] = [
     range: [65_536, 268_435_456],
   },
   {
+    key: 'forwardMethods',
+    flag: '--forward-methods',
+    env: 'BLOCKCAST_FORWARD_METHODS',
+    value: 'LIST',
+    help: 'methods /rpc sends on to the node, comma-separated (replaces the default list)',
+  },
+  {
     key: 'devnetBlockTimeSec',
     flag: '--devnet-block-time-sec',
     env: 'BLOCKCAST_DEVNET_BLOCK_TIME_SEC',
@@ -441,6 +481,18 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
       );
     }
     values['allowedOrigins'] = [...((values['allowedOrigins'] as string[] | undefined) ?? []), ...origins];
+    return;
+  }
+  if (option.key === 'forwardMethods') {
+    const methods = splitList(raw);
+    const bad = methods.find((m) => !/^[a-z][a-z0-9]*_[A-Za-z0-9_]+$/.test(m));
+    if (methods.length === 0 || bad !== undefined) {
+      throw new GatewayError(
+        'BAD_CONFIG',
+        `forwardMethods: ${from} must be JSON-RPC method names like eth_call, got ${JSON.stringify(bad ?? raw)}`,
+      );
+    }
+    values['forwardMethods'] = methods;
     return;
   }
   if (option.key === 'rpc') {
@@ -539,5 +591,6 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     trustedProxies: Object.freeze([...config.trustedProxies]),
     apiKeyHashes: Object.freeze([...config.apiKeyHashes]),
     allowedOrigins: Object.freeze([...config.allowedOrigins]),
+    forwardMethods: Object.freeze([...config.forwardMethods]),
   });
 }

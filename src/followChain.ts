@@ -5,10 +5,12 @@
  */
 import type { Config } from './config.ts';
 import { errorMessage, RPC_FAULTS, type RpcFaultError } from './domain/errors.ts';
+import type { ChainBlock, TxEvent } from './domain/types.ts';
 import { ChainFeed } from './fanout/ChainFeed.ts';
 import type { Fanout, FanoutResult, Peer } from './fanout/Fanout.ts';
 import { ChainHistory } from './history/ChainHistory.ts';
 import type { SubscriptionIndex } from './index/SubscriptionIndex.ts';
+import { createForwarder, type ForwardOutcome } from './ingest/createForwarder.ts';
 import { ThrottledLog } from './ingest/ThrottledLog.ts';
 import { watchChain } from './ingest/watchChain.ts';
 import { watchPending } from './ingest/watchPending.ts';
@@ -29,11 +31,29 @@ export interface FollowChainDeps<O extends Peer> {
   readonly log: (message: string) => void;
 }
 
-/** A followed chain: its feed (history, fan-out per depth) and a `close()`. */
+/** Another consumer of a chain's blocks, retractions and mempool (the `/rpc` subscriptions). */
+export interface ChainListener {
+  /** A canonical block, after the feed has it. */
+  readonly block: (block: ChainBlock) => void;
+  /** A block undone by a reorg (newest first), after the feed retracted it. */
+  readonly retract: (block: ChainBlock) => void;
+  readonly pending: (events: readonly TxEvent[]) => void;
+  /** Whether it wants the mempool watched. */
+  readonly wantsPending: () => boolean;
+}
+
+/** A followed chain: its feed (history, fan-out per depth), its other listeners, calls sent on to its node, and a `close()`. */
 export interface FollowedChain<O extends Peer> {
   readonly feed: ChainFeed<O>;
+  /** Adds a listener of blocks, retractions and the mempool. */
+  readonly listen: (listener: ChainListener) => void;
+  /** Sends a client's call to the chain's node (the endpoint ingest follows), on a connection of its own. */
+  readonly forward: (method: string, params: readonly unknown[]) => Promise<ForwardOutcome>;
   readonly close: () => Promise<void>;
 }
+
+/** Calls waiting for a chain's node at once for clients (`/rpc`), over every connection. */
+const MAX_FORWARDS_IN_FLIGHT = 256;
 
 /** Host label of an RPC URL for metrics and logs: never its path or credentials (API keys). */
 export function endpointLabel(url: string): string {
@@ -69,6 +89,7 @@ export async function followChain<O extends Peer>(
   };
   // When ingest handed over the block being fanned out: the start of block-to-write latency.
   let receivedAt = 0;
+  const listeners: ChainListener[] = [];
 
   const observe = (sent: FanoutResult, seconds: number, kind: 'publish' | 'retract'): void => {
     metrics.fanoutDuration.observe(seconds);
@@ -100,8 +121,13 @@ export async function followChain<O extends Peer>(
       metrics.headNumber.set(labels, block.number);
       metrics.headTimestamp.set(labels, block.timestamp);
       feed?.apply(block);
+      for (const listener of listeners) listener.block(block);
     },
-    onRetract: (block) => feed?.retract(block),
+    onRetract: (header) => {
+      feed?.retract(header);
+      const block = feed?.history.byHash(header.hash)?.block;
+      if (block !== undefined) for (const listener of listeners) listener.retract(block);
+    },
     onReorg: (depth, pastWindow) => {
       if (chain === undefined) return;
       const labels = { chain };
@@ -150,11 +176,12 @@ export async function followChain<O extends Peer>(
       pollIntervalMs: config.pollIntervalMs,
       requestTimeoutMs: config.rpcTimeoutMs,
       maxResponseBytes: config.rpcMaxResponseBytes,
-      wanted: () => index.pendingSubscriptions(chainId) > 0,
+      wanted: () => index.pendingSubscriptions(chainId) > 0 || listeners.some((l) => l.wantsPending()),
       onPending: (events) => {
         const sent = fanout.publishPending(chainId, events);
         metrics.messagesSent.inc({ channel: 'pending' }, sent.messages);
         metrics.bytesSent.inc({ channel: 'pending' }, sent.bytes);
+        for (const listener of listeners) listener.pending(events);
       },
       onError: (error, url) => log(`chain ${chainId}: mempool ${endpointLabel(url)}: ${errorMessage(error)}`),
       onFault,
@@ -164,9 +191,25 @@ export async function followChain<O extends Peer>(
     throw error;
   }
   const followed = feed;
+  const forwarder = createForwarder({
+    currentUrl: watcher.currentUrl,
+    timeoutMs: config.rpcTimeoutMs,
+    maxResponseBytes: config.rpcMaxResponseBytes,
+    maxInFlight: MAX_FORWARDS_IN_FLIGHT,
+    onRequest: (method, url, seconds, ok) => {
+      const labels = { endpoint: endpointLabel(url), method: `forward:${method}` };
+      metrics.rpcDuration.observe(labels, seconds);
+      metrics.rpcErrors.inc(labels, ok ? 0 : 1);
+    },
+  });
   return {
     feed: followed,
+    listen: (listener) => {
+      listeners.push(listener);
+    },
+    forward: forwarder.forward,
     close: async () => {
+      forwarder.close();
       await mempool?.close();
       await watcher.close();
     },

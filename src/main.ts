@@ -18,6 +18,8 @@ import { AUTH_REFUSALS, type Auth, createAuth } from './transport/createAuth.ts'
 import { assertNativeUws, type Connection, createServer, type Server } from './transport/createServer.ts';
 import { connectionsFor, openFilesLimit } from './transport/descriptors.ts';
 import { loadAuth } from './transport/loadAuth.ts';
+import { RpcHub } from './transport/RpcHub.ts';
+import type { RpcChain } from './transport/RpcSession.ts';
 
 /** Resumes one connection may have waiting at once; more are told to try again (PROTOCOL.md, Resume). */
 const MAX_QUEUED_RESUMES_PER_CONNECTION = 16;
@@ -99,6 +101,7 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
   let server: Server | undefined;
   const fanout = new Fanout<Connection>(index, (conn, frames) => server?.deliver(conn, frames));
   const feeds = new Map<number, ChainFeed<Connection>>();
+  const rpcChains = new Map<number, RpcChain>();
   // One after the other, so the configuration order is the order of chains (the first is the default).
   for (const source of sources) {
     const chain = await followChain(source, { config, fanout, index, metrics, log });
@@ -107,6 +110,26 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
       throw new GatewayError('BAD_CONFIG', `chains: chain ${chain.feed.chainId} is configured twice`);
     }
     feeds.set(chain.feed.chainId, chain.feed);
+    // `/rpc` (JSON-RPC subscriptions) follows the same blocks, retractions and mempool.
+    const feed = chain.feed;
+    const hub = new RpcHub(feed.chainId, config.historyWindowBlocks);
+    chain.listen({
+      block: (block) => hub.onBlock(block),
+      retract: (block) => hub.onRetract(block),
+      pending: (events) => hub.onPending(events),
+      wantsPending: () => hub.pendingSubscriptions > 0,
+    });
+    rpcChains.set(feed.chainId, {
+      chainId: feed.chainId,
+      hub,
+      head: () => feed.history.head,
+      at: (number) => feed.history.at(number),
+      byHash: (hash) => {
+        const found = feed.history.byHash(hash);
+        return found?.canonical === true ? found.block : undefined;
+      },
+      forward: chain.forward,
+    });
   }
   const chainIds = [...feeds.keys()];
   zeroSeries(metrics, {
@@ -156,6 +179,7 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
     trustedProxies: config.trustedProxies,
     auth,
     ...(tls === undefined ? {} : { tls }),
+    rpc: { chains: rpcChains, forwardable: new Set(config.forwardMethods) },
     log,
     index,
     metrics,

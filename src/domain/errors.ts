@@ -92,16 +92,25 @@ export class RpcFaultError extends GatewayError {
   readonly rpcCode: number | undefined;
   /** The node's JSON-RPC error message (`node_error` only). */
   readonly rpcMessage: string | undefined;
+  /** The node's JSON-RPC error `data` (`node_error` only, when short: revert data). */
+  readonly rpcData: string | number | undefined;
 
   constructor(
     fault: RpcFault,
     message: string,
-    options: { method?: string; rpcCode?: number; rpcMessage?: string; cause?: unknown } = {},
+    options: {
+      method?: string;
+      rpcCode?: number;
+      rpcMessage?: string;
+      rpcData?: string | number;
+      cause?: unknown;
+    } = {},
   ) {
     super('RPC_FAILED', message, options.cause === undefined ? undefined : { cause: options.cause });
     this.fault = fault;
     this.method = options.method;
     this.rpcCode = options.rpcCode;
     this.rpcMessage = options.rpcMessage;
+    this.rpcData = options.rpcData;
   }
 }

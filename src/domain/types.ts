@@ -48,6 +48,23 @@ export interface ChainBlock {
   readonly gasLimit: Hex;
   readonly baseFeePerGas?: Hex;
   readonly transactions: readonly ChainTx[];
+  /**
+   * The node's block object without its transactions, every field as the node gave it (what
+   * `eth_subscribe newHeads` sends, and `eth_getBlockByNumber` without transactions).
+   */
+  readonly header?: Readonly<Record<string, unknown>>;
+  /** Every log of the block's receipts, in log order (what `eth_subscribe logs` sends). */
+  readonly logs?: readonly ChainLog[];
+}
+
+/** One log of a block, as the node gave it, with what matching reads from it. */
+export interface ChainLog {
+  /** The emitting contract, lowercase. */
+  readonly address: Hex;
+  /** Its topics, lowercase (at most 4). */
+  readonly topics: readonly Hex[];
+  /** The node's log object (`removed` left out), passed on as it is. */
+  readonly raw: Readonly<Record<string, unknown>>;
 }
 
 /** The event kinds of an `activity` subscription (PROTOCOL.md). */

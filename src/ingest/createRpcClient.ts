@@ -77,15 +77,23 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Characters of a node error's `data` kept (revert data of about 64 KB). */
+const MAX_ERROR_DATA_CHARS = 131_072;
+
 /** The fault of a JSON-RPC error object, or `undefined` when it is not one. */
 function nodeError(error: unknown, method: string): RpcFaultError | undefined {
   if (!isObject(error) || !Number.isInteger(error['code']) || typeof error['message'] !== 'string') return undefined;
   const code = error['code'] as number;
   const message = excerpt(error['message'], 160);
+  // Revert data and the like, passed on by /rpc: hex or short text only, never a large structure.
+  const data = error['data'];
+  const keptData =
+    (typeof data === 'string' && data.length <= MAX_ERROR_DATA_CHARS) || typeof data === 'number' ? data : undefined;
   return new RpcFaultError('node_error', `${method}: the node answered error ${code}: ${message}`, {
     method,
     rpcCode: code,
-    rpcMessage: message,
+    rpcMessage: typeof error['message'] === 'string' ? error['message'].slice(0, 1000) : message,
+    ...(keptData === undefined ? {} : { rpcData: keptData }),
   });
 }
 

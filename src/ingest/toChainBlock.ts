@@ -1,5 +1,5 @@
 import { RpcFaultError } from '../domain/errors.ts';
-import type { ChainBlock, ChainTx, Hex } from '../domain/types.ts';
+import type { ChainBlock, ChainLog, ChainTx, Hex } from '../domain/types.ts';
 import { decodeTransfers } from './decodeTransfers.ts';
 import { excerpt } from './excerpt.ts';
 
@@ -151,5 +151,45 @@ export function toChainBlock(chainId: number, block: RpcBlock, receipts: readonl
     gasLimit: quantity(block.gasLimit, 'block.gasLimit'),
     ...(baseFeePerGas === undefined ? {} : { baseFeePerGas }),
     transactions: block.transactions.map((tx, i) => toChainTx(tx, receiptOf(tx, i))),
+    header: toHeader(block),
+    logs: toLogs(block.transactions, receiptOf),
   };
+}
+
+/** The node's block object with its transactions as hashes, as `newHeads` gives it. */
+function toHeader(block: RpcBlock): Readonly<Record<string, unknown>> {
+  const header: Record<string, unknown> = { ...(block as unknown as Record<string, unknown>) };
+  header['transactions'] = block.transactions.map((tx) => tx.hash);
+  return Object.freeze(header);
+}
+
+const TOPIC = /^0x[0-9a-fA-F]{64}$/;
+
+/**
+ * Every log of the receipts, in order, for `eth_subscribe logs`. A log whose address or topics
+ * are malformed is left out (a node's fault is never fatal here; decodeTransfers does the same).
+ */
+function toLogs(
+  transactions: readonly RpcTx[],
+  receiptOf: (tx: RpcTx, i: number) => RpcReceipt | undefined,
+): readonly ChainLog[] {
+  const out: ChainLog[] = [];
+  transactions.forEach((tx, i) => {
+    const logs = receiptOf(tx, i)?.logs;
+    if (!Array.isArray(logs)) return;
+    for (const log of logs as unknown[]) {
+      if (typeof log !== 'object' || log === null) continue;
+      const { address: rawAddress, topics: rawTopics } = log as { address?: unknown; topics?: unknown };
+      if (typeof rawAddress !== 'string' || !ADDRESS.test(rawAddress)) continue;
+      if (!Array.isArray(rawTopics) || rawTopics.length > 4) continue;
+      if (!rawTopics.every((t) => typeof t === 'string' && TOPIC.test(t))) continue;
+      const { removed: _removed, ...raw } = log as Record<string, unknown>;
+      out.push({
+        address: rawAddress.toLowerCase() as Hex,
+        topics: (rawTopics as string[]).map((t) => t.toLowerCase() as Hex),
+        raw: Object.freeze(raw),
+      });
+    }
+  });
+  return out;
 }

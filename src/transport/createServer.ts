@@ -11,6 +11,8 @@ import { type Admission, type Auth, createAuth, type Grant } from './createAuth.
 import { openFilesCounter, openFilesLimit } from './descriptors.ts';
 import { LIVE_PAGE_CSP, LIVE_PAGE_HTML } from './livePage.ts';
 import { parseRequest, type Request, type RequestId } from './parseRequest.ts';
+import { type RpcChain, RpcSession } from './RpcSession.ts';
+import { RpcErrorCode } from './rpcProtocol.ts';
 
 /** Per-connection limits, all reported to clients in `welcome.limits`. */
 export interface Limits {
@@ -96,6 +98,11 @@ export interface ServerOptions {
   readonly auth?: Auth;
   /** A certificate and key: serve `wss://` and `https://` instead of `ws://` and `http://`. */
   readonly tls?: TlsFiles;
+  /** The chains of `/rpc` (JSON-RPC), and the methods it sends on to their nodes. Without it, `/rpc` is 404. */
+  readonly rpc?: {
+    readonly chains: ReadonlyMap<number, RpcChain>;
+    readonly forwardable: ReadonlySet<string>;
+  };
   readonly chains: ChainDirectory;
   readonly index: SubscriptionIndex<Connection>;
   readonly metrics: Metrics;
@@ -135,6 +142,9 @@ export interface Connection {
   deadline: ReturnType<typeof setTimeout> | undefined;
   /** A token refresh is being checked. */
   refreshing: boolean;
+  /** On `/rpc`: the chain it follows, and (once open) its JSON-RPC session. */
+  readonly rpcChain: RpcChain | undefined;
+  rpc: RpcSession | undefined;
   closed: boolean;
   ws: uWS.WebSocket<Connection> | undefined;
 }
@@ -180,6 +190,34 @@ const INVALID_UTF8_REASON = 'Received invalid UTF-8';
 const ENCODINGS: readonly string[] = ['msgpack', 'json'];
 /** The activity kinds this gateway decodes; a subscription without `kinds` gets all of them. */
 const SERVED_KINDS: ReadonlySet<EventKind> = new Set(EVENT_KINDS);
+
+/** Calls in one `/rpc` batch; a larger batch is answered with one error. */
+const RPC_MAX_BATCH = 100;
+/** Calls of one `/rpc` connection waiting for the node at once. */
+const RPC_MAX_FORWARDS_PER_CONNECTION = 16;
+/** Logs a `fromBlock` backfill of `/rpc` sends at most. */
+const RPC_MAX_BACKFILL_LOGS = 10_000;
+const TEXT = new TextDecoder();
+
+/** The label of a JSON-RPC error code in `blockcast_transport_errors_total`: our own codes by name, any node's as one. */
+function rpcErrorLabel(code: number): string {
+  switch (code) {
+    case RpcErrorCode.parseError:
+      return 'RPC_PARSE_ERROR';
+    case RpcErrorCode.invalidRequest:
+      return 'RPC_INVALID_REQUEST';
+    case RpcErrorCode.methodNotFound:
+      return 'RPC_METHOD_NOT_FOUND';
+    case RpcErrorCode.invalidParams:
+      return 'RPC_INVALID_PARAMS';
+    case RpcErrorCode.limitExceeded:
+      return 'RPC_LIMIT_EXCEEDED';
+    case RpcErrorCode.forbidden:
+      return 'RPC_FORBIDDEN';
+    default:
+      return 'RPC_NODE_ERROR';
+  }
+}
 
 /** How often the open-files count is looked at, in ms (a listing where the count is not cheap: every second). */
 const DESCRIPTOR_CHECK_MS = 100;
@@ -544,6 +582,45 @@ export function createServer(options: ServerOptions): Promise<Server> {
     }
   };
 
+  /** Writes a text frame as it is; closes a connection whose send buffer is past its limit. */
+  const sendText = (conn: Connection, text: string): void => {
+    if (conn.closed || conn.ws === undefined) return;
+    if (conn.ws.send(text, false) === 2) end(conn, CloseCode.slowConsumer, 'slow consumer', 'slow_consumer');
+  };
+
+  const rpcSession = (conn: Connection, chain: RpcChain): RpcSession =>
+    new RpcSession({
+      chain,
+      limits: {
+        maxSubscriptions: conn.limits.maxSubscriptions,
+        maxAddresses: conn.limits.maxAddresses,
+        maxRequestsPerSecond: conn.limits.maxRequestsPerSecond,
+        maxBatch: RPC_MAX_BATCH,
+        maxForwardsInFlight: RPC_MAX_FORWARDS_PER_CONNECTION,
+        maxBackfillLogs: RPC_MAX_BACKFILL_LOGS,
+      },
+      forwardable: options.rpc?.forwardable ?? new Set(),
+      ...(conn.grant === undefined ? {} : { grant: conn.grant }),
+      send: (text) => sendText(conn, text),
+      deliver: (frames) => deliver(conn, frames),
+      close: (code, reason, metric) => end(conn, code, reason, metric),
+      reserveAddresses: (more) => {
+        if (watchedTotal + more > capacity.maxWatchedAddresses) return false;
+        watchedTotal += more;
+        conn.addressCount += more;
+        return true;
+      },
+      releaseAddresses: (count) => {
+        watchedTotal -= count;
+        conn.addressCount -= count;
+      },
+      onError: (code) => {
+        metrics.errors.inc({ code: rpcErrorLabel(code) });
+        if (conn.grant === undefined) return;
+        if (code === RpcErrorCode.forbidden) quotaHit(conn, 'allowed');
+      },
+    });
+
   const welcome = (conn: Connection): Record<string, unknown> => {
     const grant = conn.grant;
     const keyConnections = grant?.profile.limits.maxConnections ?? 0;
@@ -662,9 +739,11 @@ export function createServer(options: ServerOptions): Promise<Server> {
     readonly key: string;
     readonly protocol: string;
     readonly extensions: string;
+    /** On `/rpc`: the chain of its path. */
+    readonly rpcChain: RpcChain | undefined;
   }
 
-  const readUpgrade = (req: uWS.HttpRequest, pathKey: string): UpgradeRequest => {
+  const readUpgrade = (req: uWS.HttpRequest, pathKey: string, rpcChain?: RpcChain): UpgradeRequest => {
     const query = new URLSearchParams(req.getQuery() ?? '');
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.getHeader('authorization'));
     return {
@@ -676,6 +755,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
       key: req.getHeader('sec-websocket-key'),
       protocol: req.getHeader('sec-websocket-protocol'),
       extensions: req.getHeader('sec-websocket-extensions'),
+      rpcChain,
     };
   };
 
@@ -726,6 +806,11 @@ export function createServer(options: ServerOptions): Promise<Server> {
       return;
     }
     const grant = admission.grant;
+    if (request.rpcChain !== undefined && grant?.chains !== undefined && !grant.chains.has(request.rpcChain.chainId)) {
+      metrics.quotaHits.inc({ key: grant.profile.name, quota: 'allowed' });
+      refuse(res, '403 Forbidden', `this key may not use chain ${request.rpcChain.chainId}\n`, 'forbidden');
+      return;
+    }
     const keyLimit = grant?.profile.limits.maxConnections ?? 0;
     if (grant !== undefined && keyLimit > 0 && (perKey.get(grant.quotaKey) ?? 0) >= keyLimit) {
       metrics.quotaHits.inc({ key: grant.profile.name, quota: 'connections' });
@@ -743,7 +828,8 @@ export function createServer(options: ServerOptions): Promise<Server> {
     const conn: Connection = {
       ip,
       ipKey,
-      encoding: request.encoding as Encoding,
+      // JSON-RPC is JSON text, whatever the query says.
+      encoding: request.rpcChain === undefined ? (request.encoding as Encoding) : 'json',
       subs: new Map(),
       resuming: new Map(),
       addressCount: 0,
@@ -760,6 +846,8 @@ export function createServer(options: ServerOptions): Promise<Server> {
       },
       deadline: undefined,
       refreshing: false,
+      rpcChain: request.rpcChain,
+      rpc: undefined,
       closed: false,
       ws: undefined,
     };
@@ -782,14 +870,20 @@ export function createServer(options: ServerOptions): Promise<Server> {
     connectionCount--;
   };
 
-  const upgrade = (res: uWS.HttpResponse, req: uWS.HttpRequest, context: uWS.us_socket_context_t, pathKey: string) => {
+  const upgrade = (
+    res: uWS.HttpResponse,
+    req: uWS.HttpRequest,
+    context: uWS.us_socket_context_t,
+    pathKey: string,
+    rpcChain?: RpcChain,
+  ) => {
     // uWS's request lives only until this returns: read everything first.
-    const request = readUpgrade(req, pathKey);
+    const request = readUpgrade(req, pathKey, rpcChain);
     if (closing) {
       refuse(res, '503 Service Unavailable', 'shutting down\n', 'shutdown', { 'retry-after': '1' });
       return;
     }
-    if (!ENCODINGS.includes(request.encoding)) {
+    if (rpcChain === undefined && !ENCODINGS.includes(request.encoding)) {
       refuse(res, '400 Bad Request', 'encoding must be msgpack or json\n', 'bad_request');
       return;
     }
@@ -833,7 +927,8 @@ export function createServer(options: ServerOptions): Promise<Server> {
       metrics.connections.set(open.size);
       metrics.connectionsOpened.inc();
       if (conn.grant !== undefined) metrics.keyConnections.inc({ key: conn.grant.profile.name });
-      send(conn, welcome(conn));
+      if (conn.rpcChain !== undefined) conn.rpc = rpcSession(conn, conn.rpcChain);
+      else send(conn, welcome(conn));
       armDeadline(conn);
     },
     message: (ws, data, isBinary) => {
@@ -842,7 +937,8 @@ export function createServer(options: ServerOptions): Promise<Server> {
         end(conn, CloseCode.messageTooBig, 'message too big', 'message_too_big');
         return;
       }
-      onMessage(conn, data, isBinary);
+      if (conn.rpc !== undefined) conn.rpc.handle(TEXT.decode(data));
+      else onMessage(conn, data, isBinary);
     },
     close: (ws, code, message) => {
       const conn = ws.getUserData();
@@ -858,9 +954,35 @@ export function createServer(options: ServerOptions): Promise<Server> {
       conn.ws = undefined;
       open.delete(conn);
       for (const sub of [...conn.subs.values()]) dropSub(conn, sub);
+      conn.rpc?.close();
       metrics.connections.set(open.size);
       updateIndexGauges();
     },
+  };
+
+  /** `/rpc`, `/rpc/CHAIN_ID`, `/rpc/KEY`, `/rpc/CHAIN_ID/KEY`: the chain (404 when not served) and the key. */
+  const rpcUpgrade = (
+    res: uWS.HttpResponse,
+    req: uWS.HttpRequest,
+    context: uWS.us_socket_context_t,
+    first: string,
+    second: string,
+  ): void => {
+    const rpc = options.rpc;
+    const numbered = /^\d{1,15}$/.test(first);
+    const chainId = numbered ? Number(first) : chains.chainIds()[0];
+    const key = numbered ? second : first;
+    const chain = chainId === undefined ? undefined : rpc?.chains.get(chainId);
+    if (chain === undefined || (!numbered && second !== '')) {
+      refuse(
+        res,
+        '404 Not Found',
+        `chain ${chainId} is not served here; chains are ${chains.chainIds().join(', ')}\n`,
+        'bad_request',
+      );
+      return;
+    }
+    upgrade(res, req, context, key, chain);
   };
 
   /** One app: every route, on plain sockets or TLS. A reload builds another with the new certificate. */
@@ -871,6 +993,19 @@ export function createServer(options: ServerOptions): Promise<Server> {
       .ws<Connection>('/v1/:key', {
         ...behavior,
         upgrade: (res, req, context) => upgrade(res, req, context, req.getParameter(0) ?? ''),
+      })
+      .ws<Connection>('/rpc', {
+        ...behavior,
+        upgrade: (res, req, context) => rpcUpgrade(res, req, context, '', ''),
+      })
+      .ws<Connection>('/rpc/:first', {
+        ...behavior,
+        upgrade: (res, req, context) => rpcUpgrade(res, req, context, req.getParameter(0) ?? '', ''),
+      })
+      .ws<Connection>('/rpc/:first/:second', {
+        ...behavior,
+        upgrade: (res, req, context) =>
+          rpcUpgrade(res, req, context, req.getParameter(0) ?? '', req.getParameter(1) ?? ''),
       })
       .get('/healthz', (res) => httpText(res, '200 OK', 'ok\n'))
       .get('/readyz', (res) => {
