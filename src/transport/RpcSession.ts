@@ -368,7 +368,8 @@ export class RpcSession implements RpcPeer {
       return fail(RpcErrorCode.invalidParams, 'eth_unsubscribe takes a subscription id');
     }
     const sub = this.#subs.get(id);
-    if (sub === undefined) return { result: false };
+    // As geth answers: an error, not `false`.
+    if (sub === undefined) return fail(RpcErrorCode.serverError, 'subscription not found');
     this.#subs.delete(id);
     this.#deps.chain.hub.remove(sub);
     if (sub.kind === 'logs') {

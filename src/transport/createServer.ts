@@ -214,6 +214,8 @@ function rpcErrorLabel(code: number): string {
       return 'RPC_LIMIT_EXCEEDED';
     case RpcErrorCode.forbidden:
       return 'RPC_FORBIDDEN';
+    case RpcErrorCode.serverError:
+      return 'RPC_SERVER_ERROR';
     default:
       return 'RPC_NODE_ERROR';
   }

@@ -16,6 +16,8 @@ export const RpcErrorCode = {
   limitExceeded: -32_005,
   /** The connection's key or token does not allow it. */
   forbidden: -32_003,
+  /** Geth's generic server error (an unknown subscription id). */
+  serverError: -32_000,
 } as const;
 
 /** A JSON-RPC error object. */
