@@ -248,6 +248,42 @@ describe('auth', () => {
     expect(await metric('blockcast_auth_quota_hits_total{key="token",quota="allowed"}')).toBeGreaterThan(0);
   });
 
+  it('guards /rpc as /v1: 401 without a key, the key in the path, 403 for a chain the key may not use, FORBIDDEN addresses', async () => {
+    const rpcUrl = gateway.url.replace(/\/v1$/, '/rpc');
+    expect((await tryUpgrade(rpcUrl)).status).toBe(401);
+    expect((await tryUpgrade(`${rpcUrl}/not-a-key-0123456789abcdef`)).status).toBe(401);
+    expect((await tryUpgrade(`${rpcUrl}/31337/${KEYS.narrow}`)).status).toBe(403);
+    const call = (ws: WebSocket, method: string, params: unknown[]): Promise<Record<string, unknown>> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no answer to ${method} within 10 s`)), 10_000);
+        ws.once('message', (data: Buffer) => {
+          clearTimeout(timer);
+          resolve(JSON.parse(data.toString()) as Record<string, unknown>);
+        });
+        ws.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }));
+      });
+    const opened = (url: string): Promise<WebSocket> =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(url);
+        ws.once('open', () => resolve(ws));
+        ws.once('error', reject);
+      });
+    for (const url of [`${rpcUrl}/${KEYS.open}`, `${rpcUrl}/31337/${KEYS.open}`, `${rpcUrl}?key=${KEYS.open}`]) {
+      const ws = await opened(url);
+      expect(await call(ws, 'eth_chainId', [])).toMatchObject({ result: '0x7a69' });
+      ws.close();
+    }
+    const holder = await opened(`${rpcUrl}?token=${await token({ sub: 'rpc-user', addresses: [ALICE] }, 120)}`);
+    expect(await call(holder, 'eth_subscribe', ['logs', { address: ALICE }])).toMatchObject({
+      result: expect.any(String),
+    });
+    expect(await call(holder, 'eth_subscribe', ['logs', { address: [ALICE, BOB] }])).toMatchObject({
+      error: { code: -32_003 },
+    });
+    expect(await call(holder, 'eth_subscribe', ['logs', {}])).toMatchObject({ error: { code: -32_003 } });
+    holder.close();
+  });
+
   it('counts token connections per subject', async () => {
     const alice = await token({ sub: 'alice' }, 120);
     const held = [await tryUpgrade(url(alice)), await tryUpgrade(url(alice))];

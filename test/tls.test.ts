@@ -5,6 +5,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import { type WebSocketLike, WebSocketProvider } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ClientOptions, WebSocket } from 'ws';
 import { type Client, createClient, type StatusEvent, type WebSocketConstructor } from '../src/client/index.ts';
@@ -124,6 +125,30 @@ describe('tls', () => {
     expect((await tryUpgrade(gateway.url, {}, 10_000, { ca })).status).toBe(401);
     // A client that does not trust the certificate gets no connection.
     await expect(tryUpgrade(`${gateway.url}?key=${KEY}`)).rejects.toThrow(/self-signed|certificate/);
+  });
+
+  it('works with ethers over wss:// (/rpc, the key in the path), trusting only the certificate', async () => {
+    const ca = readFileSync(certFile);
+    const rpcUrl = `${gateway.url.replace(/\/v1$/, '/rpc')}/${KEY}`;
+    const provider = new WebSocketProvider(() => new WebSocket(rpcUrl, { ca }) as unknown as WebSocketLike);
+    try {
+      expect((await provider.getNetwork()).chainId).toBe(31_337n);
+      const head = await provider.getBlockNumber();
+      const next = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no block event within 15 s')), 15_000);
+        void provider.on('block', (n: number) => {
+          if (n <= head) return;
+          clearTimeout(timer);
+          resolve(n);
+        });
+      });
+      expect(next).toBeGreaterThan(head);
+      const block = await provider.getBlock(next);
+      expect(block?.number).toBe(next);
+      expect(await provider.getBalance('0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266')).toBeGreaterThan(0n);
+    } finally {
+      await provider.destroy();
+    }
   });
 
   it('works with the SDK; a reload on SIGHUP serves the new certificate and keeps open connections', async () => {
