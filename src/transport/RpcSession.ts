@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { toAddress } from '../domain/address.ts';
 import type { ChainBlock, Hex } from '../domain/types.ts';
 import type { Grant } from './createAuth.ts';
+import { MAX_MALFORMED_IN_A_ROW } from './createSessions.ts';
 import { RpcHub as Hub, type LogFilter, type RpcHub, type RpcPeer, type RpcSubscription } from './RpcHub.ts';
 import {
   answerText,
@@ -70,8 +71,6 @@ export interface RpcSessionDeps {
 const OWN_METHODS = new Set(['eth_chainId', 'net_version', 'eth_blockNumber', 'eth_subscribe', 'eth_unsubscribe']);
 /** Alternatives at most in one topic position. */
 const MAX_TOPIC_ALTERNATIVES = 16;
-/** Malformed frames in a row past which the connection closes with 1008 (as on `/v1`). */
-const MAX_MALFORMED_IN_A_ROW = 16;
 const HASH = /^0x[0-9a-fA-F]{64}$/;
 const QUANTITY = /^0x(0|[1-9a-fA-F][0-9a-fA-F]{0,15})$/;
 
@@ -93,6 +92,10 @@ export class RpcSession implements RpcPeer {
   #rateLimitedInARow = 0;
   #malformedInARow = 0;
   #forwarding = 0;
+  /** Notifications held until a batch that made a subscription is answered; `undefined`: none. */
+  #held: Array<readonly string[]> | undefined;
+  /** Batches that made a subscription and wait for the node. */
+  #holding = 0;
   #closed = false;
 
   constructor(deps: RpcSessionDeps) {
@@ -112,7 +115,9 @@ export class RpcSession implements RpcPeer {
 
   /** Notifications from the hub. */
   deliver(frames: readonly string[]): void {
-    if (!this.#closed) this.#deps.deliver(frames);
+    if (this.#closed) return;
+    if (this.#held === undefined) this.#deps.deliver(frames);
+    else this.#held.push(frames);
   }
 
   /** Reads one text frame and answers it (at once, or when forwarded calls come back). */
@@ -135,7 +140,9 @@ export class RpcSession implements RpcPeer {
       else answer(outcome);
       return;
     }
-    this.#malformedInARow = 0;
+    // A batch of nothing but unreadable calls is a malformed frame like any other.
+    if (frame.calls.some((call) => call.ok)) this.#malformedInARow = 0;
+    else this.#malformed();
     const outcomes = frame.calls.map((call) => this.#call(call));
     const texts = (settled: readonly RpcOutcome[]): string[] =>
       frame.calls.flatMap((call, i) => {
@@ -148,14 +155,40 @@ export class RpcSession implements RpcPeer {
       const answers = texts(settled);
       if (!this.#closed && answers.length > 0) this.#deps.send(`[${answers.join(',')}]`);
     };
-    if (outcomes.some((o) => o instanceof Promise)) void Promise.all(outcomes).then(send);
-    else send(outcomes as RpcOutcome[]);
+    if (!outcomes.some((o) => o instanceof Promise)) {
+      send(outcomes as RpcOutcome[]);
+      return;
+    }
+    // The answer naming a subscription made here waits for the node: what is sent meanwhile
+    // (its backfill, live blocks) waits too, so that nothing comes before the id. Forwarded calls
+    // end within the forwarder's timeout, which bounds the wait.
+    const subscribed = frame.calls.some((call, i) => {
+      const outcome = outcomes[i];
+      return call.ok && call.method === 'eth_subscribe' && !(outcome instanceof Promise) && 'result' in (outcome ?? {});
+    });
+    if (subscribed) {
+      this.#holding++;
+      this.#held ??= [];
+    }
+    void Promise.all(outcomes).then((settled) => {
+      send(settled);
+      if (subscribed) this.#release();
+    });
+  }
+
+  /** Sends the notifications held for a batch's answer, once no batch that subscribed waits. */
+  #release(): void {
+    if (this.#closed || --this.#holding > 0) return;
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const frames of held) this.deliver(frames);
   }
 
   /** Ends every subscription (the connection closed). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#held = undefined;
     for (const sub of this.#subs.values()) this.#deps.chain.hub.remove(sub);
     this.#subs.clear();
     this.#deps.releaseAddresses(this.#addresses);
@@ -201,7 +234,8 @@ export class RpcSession implements RpcPeer {
         return { result: String(chain.chainId) };
       case 'eth_blockNumber': {
         const head = chain.head();
-        return head === undefined ? this.#forward(method, params) : { result: toQuantity(head.number) };
+        // Before the first block the node answers it, whatever the forwarding list says.
+        return head === undefined ? this.#ask(method, params) : { result: toQuantity(head.number) };
       }
       case 'eth_subscribe':
         return this.#subscribe(params);
@@ -240,6 +274,11 @@ export class RpcSession implements RpcPeer {
     if (OWN_METHODS.has(method) || !this.#deps.forwardable.has(method)) {
       return fail(RpcErrorCode.methodNotFound, `the method ${method} does not exist/is not available`);
     }
+    return this.#ask(method, params);
+  }
+
+  /** Sends a call to the node, within the connection's calls in flight. */
+  #ask(method: string, params: readonly unknown[]): Result {
     const limit = this.#deps.limits.maxForwardsInFlight;
     if (this.#forwarding >= limit) {
       return fail(RpcErrorCode.limitExceeded, `at most ${limit} requests to the node at once per connection`);
