@@ -96,6 +96,28 @@ describe('toChainBlock', () => {
     expect(() => toChainBlock(CHAIN, { ...BLOCK, transactions: [tx] }, [])).toThrow(GatewayError);
   });
 
+  it('keeps every log of the receipts as the node gave it (without removed), skipping malformed ones', () => {
+    const TOPIC = `0x${'ab'.repeat(32)}`;
+    const good = {
+      address: FROM,
+      topics: [TOPIC],
+      data: '0x01',
+      logIndex: '0x0',
+      transactionHash: HASH_0,
+      removed: false,
+    };
+    const receipts: RpcReceipt[] = [
+      {
+        transactionHash: HASH_0,
+        status: '0x1',
+        logs: [good, { address: 'nope', topics: [] }, { address: TO, topics: ['0x12'] }],
+      },
+    ];
+    const block = toChainBlock(CHAIN, { ...BLOCK, transactions: [BLOCK.transactions[0] as RpcTx] }, receipts);
+    const { removed: _removed, ...raw } = good;
+    expect(block.logs).toStrictEqual([{ address: FROM.toLowerCase(), topics: [TOPIC], raw }]);
+  });
+
   it('converts a block and its receipts as JSON-RPC returns them', () => {
     expect(toChainBlock(CHAIN, BLOCK, RECEIPTS)).toStrictEqual({
       chainId: CHAIN,
@@ -147,6 +169,9 @@ describe('toChainBlock', () => {
           input: '0xa9059cbb',
         },
       ],
+      // The node's block, with its transactions as hashes; the receipts here have no logs.
+      header: { ...BLOCK, transactions: [HASH_0, HASH_1, HASH_2] },
+      logs: [],
     });
   });
 
