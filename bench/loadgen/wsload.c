@@ -41,6 +41,9 @@
 #define MAX_EVENTS 1024
 #define STDIN_TAG UINT64_MAX
 
+/* --rpc 1: the server speaks JSON-RPC (eth_subscribe answers "result"; heads carry "number":"0x…") */
+static int rpc_mode;
+
 enum state { CONNECTING, HANDSHAKE, OPEN, CLOSED };
 
 struct conn {
@@ -270,6 +273,18 @@ static long block_number(int opcode, const uint8_t *p, size_t len) {
   long n = 0;
   size_t at = (size_t)((const uint8_t *)k - p) + 9;
   int digits = 0;
+  if (at + 3 < len && p[at] == '"' && p[at + 1] == '0' && p[at + 2] == 'x') {
+    /* JSON-RPC (newHeads): "number":"0x1a" */
+    at += 3;
+    while (at < len && digits < 12) {
+      uint8_t d = p[at++];
+      int v = d >= '0' && d <= '9' ? d - '0' : d >= 'a' && d <= 'f' ? d - 'a' + 10 : -1;
+      if (v < 0) break;
+      n = n * 16 + v;
+      digits++;
+    }
+    return digits > 0 ? n : -1;
+  }
   while (at < len && p[at] >= '0' && p[at] <= '9' && digits < 12) {
     n = n * 10 + (p[at++] - '0');
     digits++;
@@ -292,7 +307,8 @@ static void on_frame(struct conn *c, int opcode, const uint8_t *p, size_t len, u
   }
   if (opcode != 1 && opcode != 2) return;
   if (!c->subscribed) {
-    if (memmem(p, len, "subscribed", 10) != NULL) {
+    /* protocol v1 answers "subscribed"; JSON-RPC (--rpc) a "result" with the subscription id */
+    if (memmem(p, len, rpc_mode ? "\"result\"" : "subscribed", rpc_mode ? 8 : 10) != NULL) {
       c->subscribed = 1;
       subscribed_count++;
       if (c->slow && slow_after == 0 && !draining) set_reading(c, 0);
@@ -522,6 +538,7 @@ int main(int argc, char **argv) {
     if (strcmp(a, "--host") == 0) host = v;
     else if (strcmp(a, "--port") == 0) port = atoi(v);
     else if (strcmp(a, "--path") == 0) path = v;
+    else if (strcmp(a, "--rpc") == 0) rpc_mode = atoi(v);
     else if (strcmp(a, "--conns") == 0) conn_count = atoi(v);
     else if (strcmp(a, "--subs") == 0) subs_file = v;
     else if (strcmp(a, "--first-line") == 0) first_line = atoi(v);
