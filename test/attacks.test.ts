@@ -122,6 +122,6 @@ describe('single-frame attacks', () => {
     expect(observer.closed).toBeUndefined();
     expect((await fetch(`${gateway.httpUrl}/healthz`)).status).toBe(200);
     const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
-    expect(metrics).toMatch(/^blockcast_transport_server_closes_total\{reason="malformed"\} 1$/m);
+    expect(metrics).toMatch(/^blockcast_transport_server_closes_total\{endpoint="v1",reason="malformed"\} 1$/m);
   });
 });

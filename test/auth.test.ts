@@ -136,13 +136,13 @@ describe('auth', () => {
     const key = reason === 'origin' ? 'web' : 'none';
     const series = `blockcast_auth_refusals_total{key="${key}",reason="${reason}"}`;
     const before = await metric(series);
-    const opened = await metric('blockcast_transport_connections_opened_total');
+    const opened = await metric('blockcast_transport_connections_opened_total{endpoint="v1"}');
     const upgrade = await tryUpgrade(target, headers);
     expect(upgrade.status).toBe(status);
     expect(upgrade.ws).toBeUndefined();
     expect(upgrade.body?.length).toBeGreaterThan(0);
     expect(await metric(series)).toBe(before + 1);
-    expect(await metric('blockcast_transport_connections_opened_total')).toBe(opened);
+    expect(await metric('blockcast_transport_connections_opened_total{endpoint="v1"}')).toBe(opened);
   });
 
   it('takes a key as ?key=, as a bearer, or as the last part of the path, and a token as ?token=', async () => {

@@ -57,7 +57,7 @@ describe('npm start on the embedded devnet', () => {
     const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
     expect(metrics).toMatch(/^blockcast_ingest_blocks_total\{chain="31337"\} [1-9]\d*$/m);
     expect(metrics).toMatch(/^blockcast_fanout_messages_sent_total\{channel="blocks"\} [1-9]\d*$/m);
-    expect(metrics).toMatch(/^blockcast_transport_connections_opened_total [1-9]\d*$/m);
+    expect(metrics).toMatch(/^blockcast_transport_connections_opened_total\{endpoint="v1"\} [1-9]\d*$/m);
     expect((await fetch(`${gateway.httpUrl}/nothing-here`)).status).toBe(404);
     const refused = await new Promise<number>((resolve, reject) => {
       const ws = new WebSocket(`${gateway.url}?encoding=xml`);

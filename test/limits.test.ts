@@ -40,7 +40,7 @@ describe('limits', () => {
       expect((await tryUpgrade(gateway.url)).status).toBe(503);
       const text = await scrapeMetrics(gateway);
       expect(seriesValue(text, 'blockcast_transport_refused_total{reason="capacity"}') ?? 0).toBe(1);
-      expect(seriesValue(text, 'blockcast_transport_connections') ?? 0).toBe(3);
+      expect(seriesValue(text, 'blockcast_transport_connections{endpoint="v1"}') ?? 0).toBe(3);
       held[0]?.ws?.close();
       // The server handles the close on its own turn: try again until it has (bounded).
       let status = 0;
@@ -115,7 +115,7 @@ describe('limits', () => {
       expect(update).toMatchObject({ type: 'error', code: 'OVERLOADED' });
       let text = await scrapeMetrics(gateway);
       expect(seriesValue(text, 'blockcast_index_watched_addresses') ?? 0).toBe(BOUND);
-      expect(seriesValue(text, 'blockcast_transport_errors_total{code="OVERLOADED"}') ?? 0).toBe(16);
+      expect(seriesValue(text, 'blockcast_transport_errors_total{endpoint="v1",code="OVERLOADED"}') ?? 0).toBe(16);
       // The observer was served throughout and still is.
       const from = observer.messages.length;
       await observer.next((m) => m['sub'] === blocks && m.type === 'block', 10_000, from);
@@ -147,7 +147,7 @@ describe('limits', () => {
       expect((await bad.waitClose()).code).toBe(1006);
       expect((await observer.request({ op: 'ping' })).type).toBe('pong');
       const text = await scrapeMetrics(gateway);
-      expect(seriesValue(text, 'blockcast_transport_server_closes_total{reason="invalid_utf8"}') ?? 0).toBe(1);
+      expect(seriesValue(text, 'blockcast_transport_server_closes_total{endpoint="v1",reason="invalid_utf8"}') ?? 0).toBe(1);
       observer.close();
     } finally {
       await gateway.stop();

@@ -19,12 +19,14 @@ export function createMetrics() {
     registry,
     connections: new Gauge({
       name: 'blockcast_transport_connections',
-      help: 'Open WebSocket connections.',
+      help: 'Open WebSocket connections, by endpoint (v1, rpc).',
+      labelNames: ['endpoint'] as const,
       registers,
     }),
     connectionsOpened: new Counter({
       name: 'blockcast_transport_connections_opened_total',
-      help: 'WebSocket connections accepted.',
+      help: 'WebSocket connections accepted, by endpoint (v1, rpc).',
+      labelNames: ['endpoint'] as const,
       registers,
     }),
     subscriptions: new Gauge({
@@ -133,8 +135,8 @@ export function createMetrics() {
     }),
     errors: new Counter({
       name: 'blockcast_transport_errors_total',
-      help: 'Error messages sent to clients, by code.',
-      labelNames: ['code'] as const,
+      help: 'Error messages sent to clients, by endpoint (v1, rpc) and code (on rpc: RPC_*, a node error as RPC_NODE_ERROR).',
+      labelNames: ['endpoint', 'code'] as const,
       registers,
     }),
     resumes: new Counter({
@@ -145,8 +147,8 @@ export function createMetrics() {
     }),
     closes: new Counter({
       name: 'blockcast_transport_server_closes_total',
-      help: 'Connections the server closed, by reason (slow_consumer, rate_limited, message_too_big, malformed, invalid_utf8, shutdown).',
-      labelNames: ['reason'] as const,
+      help: 'Connections the server closed, by endpoint (v1, rpc) and reason (slow_consumer, rate_limited, message_too_big, malformed, invalid_utf8, shutdown, token_expired).',
+      labelNames: ['endpoint', 'reason'] as const,
       registers,
     }),
     refusals: new Counter({
@@ -210,6 +212,9 @@ export function createMetrics() {
 /** The gateway's metrics (see {@link createMetrics}). */
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/** The WebSocket endpoints (label `endpoint`): protocol v1 and JSON-RPC. */
+export const ENDPOINTS = ['v1', 'rpc'] as const;
+
 /** Reasons of `blockcast_transport_server_closes_total`. */
 export const CLOSE_REASONS = [
   'slow_consumer',
@@ -257,8 +262,14 @@ export function zeroSeries(metrics: Metrics, known: KnownLabels): void {
     metrics.bytesSent.inc({ channel }, 0);
     metrics.subscriptions.set({ channel }, 0);
   }
-  for (const code of known.errorCodes) metrics.errors.inc({ code }, 0);
-  for (const reason of CLOSE_REASONS) metrics.closes.inc({ reason }, 0);
+  metrics.messagesSent.inc({ channel: 'rpc' }, 0);
+  metrics.bytesSent.inc({ channel: 'rpc' }, 0);
+  for (const endpoint of ENDPOINTS) {
+    metrics.connections.set({ endpoint }, 0);
+    metrics.connectionsOpened.inc({ endpoint }, 0);
+    for (const reason of CLOSE_REASONS) metrics.closes.inc({ endpoint, reason }, 0);
+  }
+  for (const code of known.errorCodes) metrics.errors.inc({ endpoint: 'v1', code }, 0);
   for (const reason of REFUSAL_REASONS) metrics.refusals.inc({ reason }, 0);
   metrics.tokenExpiries.inc(0);
   for (const key of known.keys ?? []) {

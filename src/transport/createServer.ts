@@ -144,6 +144,8 @@ export function createServer(options: ServerOptions): Promise<Server> {
   const trusted = new Set((options.trustedProxies ?? []).map(normalizeIp));
   const log = options.log ?? (() => undefined);
   const open = new Set<Connection>();
+  const openByEndpoint = { v1: 0, rpc: 0 };
+  const endpointOf = (conn: Connection): 'v1' | 'rpc' => (conn.rpcChain === undefined ? 'v1' : 'rpc');
   /** Connections per client address key, from upgrade to close. */
   const perIp = new Map<string, number>();
   /** Connections per key (or token subject), from upgrade to close. */
@@ -177,12 +179,16 @@ export function createServer(options: ServerOptions): Promise<Server> {
       forwardable: options.rpc?.forwardable ?? new Set(),
       ...(conn.grant === undefined ? {} : { grant: conn.grant }),
       send: (text) => sendText(conn, text),
-      deliver: (frames) => deliver(conn, frames),
+      deliver: (frames) => {
+        metrics.messagesSent.inc({ channel: 'rpc' }, frames.length);
+        metrics.bytesSent.inc({ channel: 'rpc' }, bytesOf(frames));
+        deliver(conn, frames);
+      },
       close: (code, reason, metric) => end(conn, code, reason, metric),
       reserveAddresses: (more) => sessions.reserveAddresses(conn, more),
       releaseAddresses: (count) => sessions.releaseAddresses(conn, count),
       onError: (code) => {
-        metrics.errors.inc({ code: rpcErrorLabel(code) });
+        metrics.errors.inc({ endpoint: 'rpc', code: rpcErrorLabel(code) });
         if (conn.grant === undefined) return;
         if (code === RpcErrorCode.forbidden) sessions.quotaHit(conn, 'allowed');
       },
@@ -281,7 +287,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
     const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), request.forwardedFor, trusted);
     const ipKey = addressKey(ip);
     if (limits.maxConnectionsPerIp > 0 && (perIp.get(ipKey) ?? 0) >= limits.maxConnectionsPerIp) {
-      metrics.errors.inc({ code: 'TOO_MANY_CONNECTIONS' });
+      metrics.errors.inc({ endpoint: request.rpcChain === undefined ? 'v1' : 'rpc', code: 'TOO_MANY_CONNECTIONS' });
       refuse(
         res,
         '429 Too Many Requests',
@@ -410,8 +416,10 @@ export function createServer(options: ServerOptions): Promise<Server> {
       const conn = ws.getUserData();
       conn.link = ws;
       open.add(conn);
-      metrics.connections.set(open.size);
-      metrics.connectionsOpened.inc();
+      const endpoint = endpointOf(conn);
+      openByEndpoint[endpoint]++;
+      metrics.connections.set({ endpoint }, openByEndpoint[endpoint]);
+      metrics.connectionsOpened.inc({ endpoint });
       if (conn.grant !== undefined) metrics.keyConnections.inc({ key: conn.grant.profile.name });
       if (conn.rpcChain === undefined) {
         sessions.open(conn);
@@ -433,7 +441,7 @@ export function createServer(options: ServerOptions): Promise<Server> {
       const conn = ws.getUserData();
       // uWS closes such a connection itself, before any handler sees the frame (no close frame: 1006).
       if (!conn.closed && code === 1006 && Buffer.from(message).toString() === INVALID_UTF8_REASON) {
-        metrics.closes.inc({ reason: 'invalid_utf8' });
+        metrics.closes.inc({ endpoint: endpointOf(conn), reason: 'invalid_utf8' });
       }
       uncount(conn);
       if (conn.grant !== undefined) metrics.keyConnections.dec({ key: conn.grant.profile.name });
@@ -442,7 +450,9 @@ export function createServer(options: ServerOptions): Promise<Server> {
       open.delete(conn);
       sessions.closed(conn);
       conn.rpc?.close();
-      metrics.connections.set(open.size);
+      const endpoint = endpointOf(conn);
+      openByEndpoint[endpoint]--;
+      metrics.connections.set({ endpoint }, openByEndpoint[endpoint]);
     },
   };
 

@@ -202,7 +202,7 @@ export function createSessions(options: SessionsOptions): Sessions {
   const end = (conn: Connection, code: number, reason: string, metric: string): void => {
     if (conn.closed || conn.link === undefined) return;
     conn.closed = true;
-    metrics.closes.inc({ reason: metric });
+    metrics.closes.inc({ endpoint: conn.rpcChain === undefined ? 'v1' : 'rpc', reason: metric });
     conn.link.end(code, reason);
   };
 
@@ -219,7 +219,7 @@ export function createSessions(options: SessionsOptions): Sessions {
     message: string,
     extra: Record<string, unknown> = {},
   ): void => {
-    metrics.errors.inc({ code });
+    metrics.errors.inc({ endpoint: 'v1', code });
     send(conn, { type: 'error', ...(id === undefined ? {} : { id }), code, message, ...extra });
   };
 
