@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Config } from '../config.ts';
 import { toAddress } from '../domain/address.ts';
 import { GatewayError } from '../domain/errors.ts';
 import type { Hex } from '../domain/types.ts';
@@ -16,25 +17,20 @@ import {
 } from './createAuth.ts';
 import { type OriginPattern, parseOriginPattern } from './matchOrigin.ts';
 
-/** What {@link loadAuth} reads: the auth part of the configuration. */
-export interface AuthSettings {
-  /** SHA-256 digests (hex) of keys given by flag or environment. */
-  readonly apiKeyHashes: readonly string[];
-  /** A JSON file of keys with their origins, chains, channels, addresses and quotas ('' for none). */
-  readonly keysFile: string;
-  /** Origins allowed for every connection (empty: any). */
-  readonly allowedOrigins: readonly string[];
-  /** HS256 secret of tokens ('' for none). */
-  readonly jwtSecret: string;
-  /** PEM file of the public key of tokens ('' for none). */
-  readonly jwtPublicKey: string;
-  readonly jwtIssuer: string;
-  readonly jwtAudience: string;
-  /** The per-connection limits of a connection without a key of its own. */
-  readonly maxSubscriptions: number;
-  readonly maxAddresses: number;
-  readonly maxRequestsPerSecond: number;
-}
+/** What {@link loadAuth} reads: the auth part of the configuration, and the per-connection limits a key's default. */
+export type AuthSettings = Pick<
+  Config,
+  | 'apiKeyHashes'
+  | 'keysFile'
+  | 'allowedOrigins'
+  | 'jwtSecret'
+  | 'jwtPublicKey'
+  | 'jwtIssuer'
+  | 'jwtAudience'
+  | 'maxSubscriptions'
+  | 'maxAddresses'
+  | 'maxRequestsPerSecond'
+>;
 
 /** The bounds of a key's quotas: those of the flags of the same name. */
 const LIMIT_RANGES: Readonly<Record<keyof KeyLimits, readonly [number, number]>> = {
