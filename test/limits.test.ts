@@ -147,7 +147,9 @@ describe('limits', () => {
       expect((await bad.waitClose()).code).toBe(1006);
       expect((await observer.request({ op: 'ping' })).type).toBe('pong');
       const text = await scrapeMetrics(gateway);
-      expect(seriesValue(text, 'blockcast_transport_server_closes_total{endpoint="v1",reason="invalid_utf8"}') ?? 0).toBe(1);
+      expect(
+        seriesValue(text, 'blockcast_transport_server_closes_total{endpoint="v1",reason="invalid_utf8"}') ?? 0,
+      ).toBe(1);
       observer.close();
     } finally {
       await gateway.stop();
