@@ -12,6 +12,7 @@ import {
   type Connection,
   createSessions,
   type Limits,
+  newConnection,
   type SessionLimits,
 } from './createSessions.ts';
 import { openFilesCounter, openFilesLimit } from './descriptors.ts';
@@ -316,33 +317,15 @@ export function createServer(options: ServerOptions): Promise<Server> {
     perIp.set(ipKey, (perIp.get(ipKey) ?? 0) + 1);
     if (grant !== undefined) perKey.set(grant.quotaKey, (perKey.get(grant.quotaKey) ?? 0) + 1);
     connectionCount++;
-    const sessionLimits = grant === undefined ? defaultLimits : grant.profile.limits;
-    const conn: Connection = {
+    const conn = newConnection({
       ip,
       ipKey,
       // JSON-RPC is JSON text, whatever the query says.
       encoding: request.rpcChain === undefined ? (request.encoding as Encoding) : 'json',
-      subs: new Map(),
-      resuming: new Map(),
-      addressCount: 0,
-      nextSid: 0,
-      tokens: sessionLimits.maxRequestsPerSecond,
-      refilledAt: performance.now(),
-      rateLimitedInARow: 0,
-      malformedInARow: 0,
       grant,
-      limits: {
-        maxAddresses: sessionLimits.maxAddresses,
-        maxSubscriptions: sessionLimits.maxSubscriptions,
-        maxRequestsPerSecond: sessionLimits.maxRequestsPerSecond,
-      },
-      deadline: undefined,
-      refreshing: false,
+      defaults: defaultLimits,
       rpcChain: request.rpcChain,
-      rpc: undefined,
-      closed: false,
-      link: undefined,
-    };
+    });
     res.cork(() => {
       res.upgrade(conn, request.key, request.protocol, request.extensions, context);
     });

@@ -134,6 +134,44 @@ export interface Connection {
   link: SocketLink | undefined;
 }
 
+/** A connection as it opens: who it is, how it speaks, what its key allows; nothing subscribed yet. */
+export function newConnection(init: {
+  readonly ip: string;
+  readonly ipKey: string;
+  readonly encoding: Encoding;
+  readonly grant: Grant | undefined;
+  /** The gateway's limits, for a connection without a key of its own. */
+  readonly defaults: SessionLimits;
+  readonly rpcChain: RpcChain | undefined;
+}): Connection {
+  const limits = init.grant === undefined ? init.defaults : init.grant.profile.limits;
+  return {
+    ip: init.ip,
+    ipKey: init.ipKey,
+    encoding: init.encoding,
+    subs: new Map(),
+    resuming: new Map(),
+    addressCount: 0,
+    nextSid: 0,
+    tokens: limits.maxRequestsPerSecond,
+    refilledAt: performance.now(),
+    rateLimitedInARow: 0,
+    malformedInARow: 0,
+    grant: init.grant,
+    limits: {
+      maxAddresses: limits.maxAddresses,
+      maxSubscriptions: limits.maxSubscriptions,
+      maxRequestsPerSecond: limits.maxRequestsPerSecond,
+    },
+    deadline: undefined,
+    refreshing: false,
+    rpcChain: init.rpcChain,
+    rpc: undefined,
+    closed: false,
+    link: undefined,
+  };
+}
+
 /** Malformed messages in a row past which the connection is closed with 1008 (PROTOCOL.md). */
 export const MAX_MALFORMED_IN_A_ROW = 16;
 /** The activity kinds this gateway decodes; a subscription without `kinds` gets all of them. */
@@ -371,8 +409,14 @@ export function createSessions(options: SessionsOptions): Sessions {
         ? index.add(conn, sid, chainId, filter, addresses)
         : index.create(conn, sid, chainId, filter, addresses);
     const goLive = (recovered: boolean | undefined): void => {
-      // The subscription may have ended while it waited (unsubscribe, close): nothing to do then.
-      if (conn.closed || conn.subs.get(sid) !== sub) return;
+      // The subscription may have ended while it waited (unsubscribe, close). It may even have
+      // ended inside its own catch-up: that write can close a slow consumer, and uWS runs the close
+      // handler (which releases the subscription) from `end`, before the resume kept what it sent.
+      // Release it again so that nothing of it stays behind.
+      if (conn.closed || conn.subs.get(sid) !== sub) {
+        if (recovered !== undefined) chains.release(sub);
+        return;
+      }
       index.activate(sub); // a no-op for one made live at once
       updateIndexGauges();
       if (recovered !== undefined) metrics.resumes.inc({ recovered: String(recovered) });
