@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { ChainBlock, ChainLog, Hex, TxEvent } from '../domain/types.ts';
-import { type LogFilter, logMatches, RpcHub, type RpcPeer, type RpcSubscription } from './RpcHub.ts';
+import {
+  type LogFilter,
+  logMatches,
+  type RpcFrameBytes,
+  RpcHub,
+  type RpcPeer,
+  type RpcSubscription,
+} from './RpcHub.ts';
 
 const CHAIN = 31_337;
 const KEEP_BLOCKS = 64;
@@ -70,8 +77,9 @@ function block(number: number, logs: ChainLog[] = [], fork = 0): ChainBlock {
 /** A peer that records every `deliver` call, and the notifications in them. */
 class Peer implements RpcPeer {
   readonly calls: string[][] = [];
-  readonly deliver = (frames: readonly string[]): void => {
-    this.calls.push([...frames]);
+  readonly deliver = (frames: readonly RpcFrameBytes[]): void => {
+    // Frames shared between connections come as UTF-8 bytes.
+    this.calls.push(frames.map((f) => (typeof f === 'string' ? f : Buffer.from(f).toString('utf8'))));
   };
 
   /** Every notification delivered, parsed. */

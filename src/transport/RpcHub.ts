@@ -10,8 +10,11 @@ export interface LogFilter {
 
 /** Where a hub's notifications go: one connection. Frames of one block are written together. */
 export interface RpcPeer {
-  readonly deliver: (frames: readonly string[]) => void;
+  readonly deliver: (frames: readonly RpcFrameBytes[]) => void;
 }
+
+/** A notification as written: text, or its UTF-8 bytes shared by every connection that gets it. */
+export type RpcFrameBytes = string | Uint8Array;
 
 /** One subscription of `/rpc`. */
 export type RpcSubscription =
@@ -126,15 +129,24 @@ export class RpcHub {
         this.#sequenceOf.delete(hash);
       }
     }
-    const out = new Map<RpcPeer, string[]>();
-    const push = (peer: RpcPeer, frame: string): void => {
+    const out = new Map<RpcPeer, RpcFrameBytes[]>();
+    const push = (peer: RpcPeer, frame: RpcFrameBytes): void => {
       const frames = out.get(peer);
       if (frames === undefined) out.set(peer, [frame]);
       else frames.push(frame);
     };
     if (this.#heads.size > 0) {
       const header = JSON.stringify(block.header ?? fallbackHeader(block));
-      for (const sub of this.#heads) push(sub.peer, notificationText(sub.id, header));
+      // Encoded once per subscription id: most connections' ids are the same (see RpcSession).
+      const byId = new Map<string, Uint8Array>();
+      for (const sub of this.#heads) {
+        let frame = byId.get(sub.id);
+        if (frame === undefined) {
+          frame = Buffer.from(notificationText(sub.id, header));
+          byId.set(sub.id, frame);
+        }
+        push(sub.peer, frame);
+      }
     }
     this.#sendLogs(block, false, push, undefined);
     for (const [peer, frames] of out) peer.deliver(frames);
@@ -145,7 +157,7 @@ export class RpcHub {
     const sequence = this.#sequenceOf.get(block.hash);
     this.#sequenceOf.delete(block.hash);
     if (sequence === undefined) return;
-    const out = new Map<RpcPeer, string[]>();
+    const out = new Map<RpcPeer, RpcFrameBytes[]>();
     this.#sendLogs(
       block,
       true,
@@ -164,28 +176,42 @@ export class RpcHub {
     if (this.#pending.size === 0 || events.length === 0) return;
     const hashes = events.map((e) => JSON.stringify(e.txHash));
     const full = events.map((e) => JSON.stringify(pendingTransaction(e)));
+    const byId = new Map<string, Uint8Array[]>();
     for (const sub of this.#pending) {
-      const results = sub.full ? full : hashes;
-      sub.peer.deliver(results.map((result) => notificationText(sub.id, result)));
+      const key = `${sub.full ? 'full' : 'hash'}${sub.id}`;
+      let frames = byId.get(key);
+      if (frames === undefined) {
+        const results = sub.full ? full : hashes;
+        frames = results.map((result) => Buffer.from(notificationText(sub.id, result)));
+        byId.set(key, frames);
+      }
+      sub.peer.deliver(frames);
     }
   }
 
   #sendLogs(
     block: ChainBlock,
     removed: boolean,
-    push: (peer: RpcPeer, frame: string) => void,
+    push: (peer: RpcPeer, frame: RpcFrameBytes) => void,
     retractedSequence: number | undefined,
   ): void {
     const logs = block.logs ?? [];
     if (logs.length === 0 || (this.#logsByAddress.size === 0 && this.#logsAnyAddress.size === 0)) return;
     for (const log of logs) {
       let json: string | undefined;
+      let byId: Map<string, Uint8Array> | undefined;
       const send = (sub: Extract<RpcSubscription, { kind: 'logs' }>): void => {
         // A retraction goes only to those that were sent the block.
         if (retractedSequence !== undefined && retractedSequence <= sub.since) return;
         if (!logMatches(log, sub.filter)) return;
         json ??= logJson(log, removed);
-        push(sub.peer, notificationText(sub.id, json));
+        byId ??= new Map();
+        let frame = byId.get(sub.id);
+        if (frame === undefined) {
+          frame = Buffer.from(notificationText(sub.id, json));
+          byId.set(sub.id, frame);
+        }
+        push(sub.peer, frame);
       };
       for (const sub of this.#logsAnyAddress) send(sub);
       const byAddress = this.#logsByAddress.get(log.address);

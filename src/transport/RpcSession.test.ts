@@ -138,7 +138,10 @@ class Harness {
       forwardable: options.forwardable ?? FORWARDABLE,
       ...(options.grant === undefined ? {} : { grant: options.grant }),
       send: (text) => this.written.push({ sent: JSON.parse(text) as Json | Json[] }),
-      deliver: (frames) => this.written.push({ delivered: frames.map((f) => JSON.parse(f) as Json) }),
+      deliver: (frames) =>
+        this.written.push({
+          delivered: frames.map((f) => JSON.parse(typeof f === 'string' ? f : Buffer.from(f).toString('utf8')) as Json),
+        }),
       close: (code, reason, metric) => this.closes.push([code, reason, metric]),
       reserveAddresses: (more) => {
         if (this.reserved + more > this.capacity) return false;

@@ -3,7 +3,14 @@ import { toAddress } from '../domain/address.ts';
 import type { ChainBlock, Hex } from '../domain/types.ts';
 import type { Grant } from './createAuth.ts';
 import { MAX_MALFORMED_IN_A_ROW } from './createSessions.ts';
-import { RpcHub as Hub, type LogFilter, type RpcHub, type RpcPeer, type RpcSubscription } from './RpcHub.ts';
+import {
+  RpcHub as Hub,
+  type LogFilter,
+  type RpcFrameBytes,
+  type RpcHub,
+  type RpcPeer,
+  type RpcSubscription,
+} from './RpcHub.ts';
 import {
   answerText,
   notificationText,
@@ -56,7 +63,7 @@ export interface RpcSessionDeps {
   /** Writes one frame. */
   readonly send: (text: string) => void;
   /** Writes frames together (one block's notifications). */
-  readonly deliver: (frames: readonly string[]) => void;
+  readonly deliver: (frames: readonly RpcFrameBytes[]) => void;
   /** Closes the connection with a code of PROTOCOL.md. */
   readonly close: (code: number, reason: string, metric: 'rate_limited' | 'malformed') => void;
   /** Room for `more` watched addresses over all connections (the gateway's capacity); counts them when there is. */
@@ -69,6 +76,25 @@ export interface RpcSessionDeps {
 
 /** Calls answered by the gateway itself, whatever the forwarding list says. */
 const OWN_METHODS = new Set(['eth_chainId', 'net_version', 'eth_blockNumber', 'eth_subscribe', 'eth_unsubscribe']);
+/**
+ * Subscription ids: 16 bytes as geth's, numbered per connection from one random base of the
+ * process, so that the k-th subscription of every connection has the same id. An id needs to be
+ * unique only on its connection; shared ones let a notification be encoded once for every
+ * connection whose subscription has that id, not once per connection.
+ */
+const ID_BASE = BigInt(`0x${randomBytes(16).toString('hex')}`) & ~((1n << 64n) - 1n);
+const ids: string[] = [];
+
+/** The id of a connection's `k`-th subscription. */
+function subscriptionId(k: number): string {
+  let id = ids[k];
+  if (id === undefined) {
+    id = `0x${(ID_BASE + BigInt(k)).toString(16).padStart(32, '0')}`;
+    if (k < 1024) ids[k] = id;
+  }
+  return id;
+}
+
 /** Alternatives at most in one topic position. */
 const MAX_TOPIC_ALTERNATIVES = 16;
 const HASH = /^0x[0-9a-fA-F]{64}$/;
@@ -93,9 +119,11 @@ export class RpcSession implements RpcPeer {
   #malformedInARow = 0;
   #forwarding = 0;
   /** Notifications held until a batch that made a subscription is answered; `undefined`: none. */
-  #held: Array<readonly string[]> | undefined;
+  #held: Array<readonly RpcFrameBytes[]> | undefined;
   /** Batches that made a subscription and wait for the node. */
   #holding = 0;
+  /** Subscriptions made on this connection so far (ids are numbered per connection). */
+  #subscribed = 0;
   #closed = false;
 
   constructor(deps: RpcSessionDeps) {
@@ -114,7 +142,7 @@ export class RpcSession implements RpcPeer {
   }
 
   /** Notifications from the hub. */
-  deliver(frames: readonly string[]): void {
+  deliver(frames: readonly RpcFrameBytes[]): void {
     if (this.#closed) return;
     if (this.#held === undefined) this.#deps.deliver(frames);
     else this.#held.push(frames);
@@ -303,7 +331,7 @@ export class RpcSession implements RpcPeer {
     if (this.#subs.size >= limits.maxSubscriptions) {
       return fail(RpcErrorCode.limitExceeded, `at most ${limits.maxSubscriptions} subscriptions per connection`);
     }
-    const id = `0x${randomBytes(16).toString('hex')}`;
+    const id = subscriptionId(++this.#subscribed);
     const hub = this.#deps.chain.hub;
     const allowed = (channel: 'blocks' | 'activity'): boolean =>
       grant?.channels === undefined || grant.channels.has(channel);
