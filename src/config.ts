@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { GatewayError } from './domain/errors.ts';
+import type { AuthSettings } from './transport/loadAuth.ts';
 import { parseOriginPattern } from './transport/matchOrigin.ts';
 
 /** One chain to follow: its id (checked against the node) and its endpoints in failover order. */
@@ -9,8 +10,8 @@ export interface ChainConfig {
   readonly rpc: readonly string[];
 }
 
-/** The gateway's whole configuration, validated once and frozen. */
-export interface Config {
+/** The gateway's whole configuration, validated once and frozen (its auth part: {@link AuthSettings}). */
+export interface Config extends AuthSettings {
   /** JSON-RPC URLs of one chain whose id the node tells, in failover order. */
   readonly rpc: readonly string[];
   /** Chains named by id, each with its endpoints; with `rpc` too, that chain comes first. Both empty: the devnet. */
@@ -28,11 +29,8 @@ export interface Config {
   /** `/readyz` fails when a chain's newest block is older than this, in seconds. */
   readonly maxHeadAgeSec: number;
   readonly idleTimeoutSec: number;
-  readonly maxAddresses: number;
-  readonly maxSubscriptions: number;
   readonly maxMessageBytes: number;
   readonly maxBackpressureBytes: number;
-  readonly maxRequestsPerSecond: number;
   /** Open connections per remote IP address (an IPv6 /64 counts as one; 0: no limit). */
   readonly maxConnectionsPerIp: number;
   /** Open connections in all; 0 derives it from the open-files limit (that limit minus a reserve). */
@@ -43,20 +41,6 @@ export interface Config {
   readonly maxQueuedResumes: number;
   /** Peers whose `X-Forwarded-For` names the client (exact IP addresses of reverse proxies). */
   readonly trustedProxies: readonly string[];
-  /** SHA-256 digests (hex) of API keys given by flag or environment (the keys themselves are not kept). */
-  readonly apiKeyHashes: readonly string[];
-  /** JSON file of API keys with their origins, chains, channels, addresses and quotas ('' for none). */
-  readonly keysFile: string;
-  /** Origins of web pages allowed to open sockets (empty: any). */
-  readonly allowedOrigins: readonly string[];
-  /** Secret of HS256 tokens (JWT) ('' for none). */
-  readonly jwtSecret: string;
-  /** PEM file of the public key of RS256, ES256 or EdDSA tokens ('' for none). */
-  readonly jwtPublicKey: string;
-  /** `iss` every token must carry ('' for any). */
-  readonly jwtIssuer: string;
-  /** `aud` every token must carry ('' for any). */
-  readonly jwtAudience: string;
   /** PEM certificate (chain) file: with `tlsKey`, serves wss:// and https:// ('' for none). */
   readonly tlsCert: string;
   /** PEM private key file of `tlsCert` ('' for none). */

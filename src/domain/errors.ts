@@ -39,6 +39,9 @@ export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Malformed messages in a row past which a connection (`/v1` or `/rpc`) is closed with 1008 (PROTOCOL.md). */
+export const MAX_MALFORMED_IN_A_ROW = 16;
+
 /** WebSocket close codes of PROTOCOL.md. */
 export const CloseCode = {
   /** Server going away (shutdown, deploy): reconnect and resume. */

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { toAddress } from '../domain/address.ts';
+import { MAX_MALFORMED_IN_A_ROW } from '../domain/errors.ts';
 import type { ChainBlock, Hex } from '../domain/types.ts';
 import type { Grant } from './createAuth.ts';
-import { MAX_MALFORMED_IN_A_ROW } from './createSessions.ts';
 import {
   RpcHub as Hub,
   type LogFilter,

@@ -1,5 +1,5 @@
 import { type CursorPosition, parseCursor } from '../domain/cursor.ts';
-import { CloseCode, type ProtocolErrorCode } from '../domain/errors.ts';
+import { CloseCode, MAX_MALFORMED_IN_A_ROW, type ProtocolErrorCode } from '../domain/errors.ts';
 import { type BlockRef, EVENT_KINDS, type EventKind, type Hex } from '../domain/types.ts';
 import { type Encoding, encodeMessage } from '../fanout/encode.ts';
 import type { Subscription, SubscriptionFilter, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
@@ -172,8 +172,8 @@ export function newConnection(init: {
   };
 }
 
-/** Malformed messages in a row past which the connection is closed with 1008 (PROTOCOL.md). */
-export const MAX_MALFORMED_IN_A_ROW = 16;
+export { MAX_MALFORMED_IN_A_ROW } from '../domain/errors.ts';
+
 /** The activity kinds this gateway decodes; a subscription without `kinds` gets all of them. */
 const SERVED_KINDS: ReadonlySet<EventKind> = new Set(EVENT_KINDS);
 

@@ -1,6 +1,5 @@
 import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Config } from '../config.ts';
 import { toAddress } from '../domain/address.ts';
 import { GatewayError } from '../domain/errors.ts';
 import type { Hex } from '../domain/types.ts';
@@ -17,20 +16,29 @@ import {
 } from './createAuth.ts';
 import { type OriginPattern, parseOriginPattern } from './matchOrigin.ts';
 
-/** What {@link loadAuth} reads: the auth part of the configuration, and the per-connection limits a key's default. */
-export type AuthSettings = Pick<
-  Config,
-  | 'apiKeyHashes'
-  | 'keysFile'
-  | 'allowedOrigins'
-  | 'jwtSecret'
-  | 'jwtPublicKey'
-  | 'jwtIssuer'
-  | 'jwtAudience'
-  | 'maxSubscriptions'
-  | 'maxAddresses'
-  | 'maxRequestsPerSecond'
->;
+/** What {@link loadAuth} reads: the auth part of the configuration, and the limits a key has unless it sets its own. */
+export interface AuthSettings {
+  /** SHA-256 digests (hex) of API keys given by flag or environment (the keys themselves are not kept). */
+  readonly apiKeyHashes: readonly string[];
+  /** JSON file of API keys with their origins, chains, channels, addresses and quotas ('' for none). */
+  readonly keysFile: string;
+  /** Origins of web pages allowed to open sockets (empty: any). */
+  readonly allowedOrigins: readonly string[];
+  /** Secret of HS256 tokens (JWT) ('' for none). */
+  readonly jwtSecret: string;
+  /** PEM file of the public key of RS256, ES256 or EdDSA tokens ('' for none). */
+  readonly jwtPublicKey: string;
+  /** `iss` every token must carry ('' for any). */
+  readonly jwtIssuer: string;
+  /** `aud` every token must carry ('' for any). */
+  readonly jwtAudience: string;
+  /** Watched addresses per connection. */
+  readonly maxAddresses: number;
+  /** Subscriptions per connection. */
+  readonly maxSubscriptions: number;
+  /** Client messages per second per connection. */
+  readonly maxRequestsPerSecond: number;
+}
 
 /** The bounds of a key's quotas: those of the flags of the same name. */
 const LIMIT_RANGES: Readonly<Record<keyof KeyLimits, readonly [number, number]>> = {
