@@ -1,5 +1,9 @@
 import { createHash } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULTS, loadConfig, OPTIONS, usage } from './config.ts';
 import { GatewayError } from './domain/errors.ts';
 
@@ -265,5 +269,93 @@ describe('usage', () => {
       expect(text).toContain(option.flag);
       expect(text).toContain(option.env);
     }
+  });
+});
+
+describe('loadConfig: a configuration file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blockcast-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, text: string): string => {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    return file;
+  };
+
+  it('loads the annotated example of the repository', () => {
+    const example = fileURLToPath(new URL('../blockcast.example.yaml', import.meta.url));
+    expect(loadConfig(['--config', example], {})).toMatchObject({
+      host: '127.0.0.1',
+      port: 8080,
+      maxAddresses: 5000,
+      maxSubscriptions: 50,
+      maxRequestsPerSecond: 50,
+      maxConnectionsPerIp: 200,
+      maxWatchedAddresses: 2_000_000,
+      devnetBlockTimeSec: 2,
+      chains: [],
+    });
+  });
+
+  it('reads JSON and YAML, chains as a map or a list, lists of strings, and paths relative to the file', () => {
+    const yaml = write(
+      'a.yaml',
+      'chains:\n  1: [https://a.example, wss://b.example]\n  10: https://c.example\nallowedOrigins: [https://w.example]\nkeysFile: keys.json\nport: 9000\n',
+    );
+    const fromYaml = loadConfig(['--config', yaml], {});
+    expect(fromYaml.chains).toEqual([
+      { chainId: 1, rpc: ['https://a.example', 'wss://b.example'] },
+      { chainId: 10, rpc: ['https://c.example'] },
+    ]);
+    expect(fromYaml.allowedOrigins).toEqual(['https://w.example']);
+    expect(fromYaml.keysFile).toBe(join(dir, 'keys.json'));
+    // With a keys file and no host, every interface.
+    expect(fromYaml.host).toBe('0.0.0.0');
+    const json = write(
+      'b.json',
+      JSON.stringify({ rpc: ['http://n.example:8545'], maxAddresses: 7, apiKeys: ['k'.repeat(20)] }),
+    );
+    const fromJson = loadConfig([`--config=${json}`], {});
+    expect(fromJson).toMatchObject({ rpc: ['http://n.example:8545'], maxAddresses: 7 });
+    expect(fromJson.apiKeyHashes).toHaveLength(1);
+  });
+
+  it('lets the environment and flags override the file', () => {
+    const file = write('c.yaml', 'port: 9000\nmaxAddresses: 7\nmaxSubscriptions: 3\n');
+    const config = loadConfig(['--config', file, '--port', '9100'], {
+      BLOCKCAST_MAX_ADDRESSES: '8',
+    });
+    expect(config).toMatchObject({ port: 9100, maxAddresses: 8, maxSubscriptions: 3 });
+    expect(loadConfig([], { BLOCKCAST_CONFIG: file })).toMatchObject({ port: 9000 });
+  });
+
+  it.each([
+    ['an unknown setting', 'bad1.yaml', 'prot: 80\n', /^prot: .*bad1\.yaml: unknown setting \(known: rpc, chains/],
+    [
+      'a value out of range',
+      'bad2.yaml',
+      'port: 70000\n',
+      /^port: .*bad2\.yaml: port must be an integer from 0 to 65535, got "70000"/,
+    ],
+    [
+      'a wrong type',
+      'bad3.yaml',
+      'maxAddresses: [1]\n',
+      /^maxAddresses: .*bad3\.yaml: maxAddresses must be an integer/,
+    ],
+    ['a bad URL', 'bad4.yaml', 'rpc: [localhost]\n', /^rpc: not a URL: "localhost"/],
+    ['not a map', 'bad5.yaml', '- port\n', /^config: .*bad5\.yaml must hold a map of settings/],
+    ['not YAML', 'bad6.yaml', 'port: [\n', /^config: .*bad6\.yaml cannot be read/],
+    ['not JSON', 'bad7.json', '{"port":', /^config: .*bad7\.json cannot be read/],
+  ])('refuses %s with BAD_CONFIG naming the setting and the file', (_, name, text, message) => {
+    const error = configError(['--config', write(name, text)]);
+    expect(error.code).toBe('BAD_CONFIG');
+    expect(error.message).toMatch(message);
+  });
+
+  it('refuses a file it cannot read, and --config without a file', () => {
+    expect(configError(['--config', join(dir, 'missing.yaml')]).message).toMatch(
+      /^config: cannot read .*missing\.yaml/,
+    );
+    expect(configError(['--config']).message).toMatch(/^config: --config needs a file/);
   });
 });

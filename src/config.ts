@@ -1,5 +1,8 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { GatewayError } from './domain/errors.ts';
 import type { AuthSettings } from './transport/loadAuth.ts';
 import { parseOriginPattern } from './transport/matchOrigin.ts';
@@ -516,6 +519,94 @@ function splitList(raw: string): string[] {
 /** Shortest API key accepted: anything shorter can be guessed. */
 const MIN_KEY_LENGTH = 16;
 
+/** The flag (and variable) naming a configuration file. */
+const CONFIG_FLAG = '--config';
+const CONFIG_ENV = 'BLOCKCAST_CONFIG';
+/** Largest configuration file read, in bytes. */
+const MAX_CONFIG_FILE_BYTES = 1_048_576;
+/** Settings holding a path: in a file, relative to the file's folder. */
+const PATH_KEYS: ReadonlySet<keyof Config> = new Set(['keysFile', 'tlsCert', 'tlsKey', 'jwtPublicKey']);
+
+/** A setting's name in a configuration file: the key of {@link Config}, but `apiKeys` for the keys themselves. */
+function fileKey(option: Option): string {
+  return option.key === 'apiKeyHashes' ? 'apiKeys' : option.key;
+}
+
+/** The configuration file named by `--config FILE` (the last one) or `BLOCKCAST_CONFIG`. */
+function configFileOf(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): string | undefined {
+  let file = env[CONFIG_ENV];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === CONFIG_FLAG) file = argv[++i];
+    else if (arg.startsWith(`${CONFIG_FLAG}=`)) file = arg.slice(CONFIG_FLAG.length + 1);
+    else continue;
+    if (file === undefined || file === '') throw new GatewayError('BAD_CONFIG', 'config: --config needs a file');
+  }
+  return file === '' ? undefined : file;
+}
+
+/**
+ * Reads a configuration file (JSON, or YAML for .yaml/.yml) into the same values the flags give,
+ * through the same checks: a mistake names the setting and the file.
+ */
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    const bytes = readFileSync(file);
+    if (bytes.length > MAX_CONFIG_FILE_BYTES) throw new Error(`larger than ${MAX_CONFIG_FILE_BYTES} bytes`);
+    text = bytes.toString('utf8');
+  } catch (error) {
+    throw new GatewayError('BAD_CONFIG', `config: cannot read ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  let doc: unknown;
+  try {
+    // Aliases bounded: a small YAML file must not expand into a large value.
+    doc = /\.ya?ml$/i.test(file) ? parseYaml(text, { maxAliasCount: 16 }) : JSON.parse(text);
+  } catch (error) {
+    throw new GatewayError('BAD_CONFIG', `config: ${file} cannot be read: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new GatewayError('BAD_CONFIG', `config: ${file} must hold a map of settings`);
+  }
+  const values: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    const option = OPTIONS.find((o) => fileKey(o) === key);
+    if (option === undefined) {
+      throw new GatewayError(
+        'BAD_CONFIG',
+        `${key}: ${file}: unknown setting (known: ${OPTIONS.map(fileKey).join(', ')})`,
+      );
+    }
+    const from = `${file}: ${key}`;
+    let raw = fileValue(option, value, from);
+    if (PATH_KEYS.has(option.key) && raw !== '' && !isAbsolute(raw)) raw = resolve(dirname(file), raw);
+    setValue(values, option, raw, from);
+  }
+  return values;
+}
+
+/** A file's value as the text a flag would give: numbers and strings as they are, lists joined. */
+function fileValue(option: Option, value: unknown, from: string): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (option.key === 'chains' && typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    // chains: { 1: [url, url], 10: url }
+    return Object.entries(value as Record<string, unknown>)
+      .map(([id, urls]) => `${id}=${(Array.isArray(urls) ? urls : [urls]).map((u) => String(u)).join(',')}`)
+      .join(';');
+  }
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) {
+    return value.join(option.key === 'chains' ? ';' : ',');
+  }
+  throw new GatewayError(
+    'BAD_CONFIG',
+    `${option.key}: ${from} must be ${option.range ? 'an integer' : 'a string or a list of strings'}, got ${JSON.stringify(value)?.slice(0, 80)}`,
+  );
+}
+
 /** The usage text of `--help`. */
 export function usage(): string {
   const lines = OPTIONS.map(
@@ -526,6 +617,7 @@ export function usage(): string {
     'usage: npm start -- [options]',
     '',
     'Without --rpc, an embedded anvil devnet with traffic is started.',
+    `  ${'--config FILE'.padEnd(32)}a JSON or YAML file of these settings by name (${CONFIG_ENV}); flags and variables override it`,
     '',
     ...lines,
   ].join('\n');
@@ -536,6 +628,8 @@ export function usage(): string {
  * validates it once and freezes it. A mistake throws a `BAD_CONFIG` error naming the key.
  */
 export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Config {
+  const configFile = configFileOf(argv, env);
+  const fromFile: Record<string, unknown> = configFile === undefined ? {} : readConfigFile(configFile);
   const fromEnv: Record<string, unknown> = {};
   for (const option of OPTIONS) {
     const raw = env[option.env];
@@ -546,6 +640,10 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     const arg = argv[i] as string;
     const eq = arg.indexOf('=');
     const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    if (flag === CONFIG_FLAG) {
+      if (eq < 0) i++; // read by configFileOf
+      continue;
+    }
     const option = OPTIONS.find((o) => o.flag === flag);
     if (option === undefined)
       // Only the flag: the value of a mistyped `--apikey=SECRET` must not be printed.
@@ -554,11 +652,11 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     if (raw === undefined) throw new GatewayError('BAD_CONFIG', `${option.key}: ${flag} needs a value`);
     setValue(fromFlags, option, raw, flag);
   }
-  const config = { ...DEFAULTS, ...fromEnv, ...fromFlags } as Config;
+  const config = { ...DEFAULTS, ...fromFile, ...fromEnv, ...fromFlags } as Config;
   if ((config.tlsCert === '') !== (config.tlsKey === '')) {
     throw new GatewayError('BAD_CONFIG', 'tlsCert: --tls-cert and --tls-key go together: give both or neither');
   }
-  const hostGiven = 'host' in fromEnv || 'host' in fromFlags;
+  const hostGiven = 'host' in fromFile || 'host' in fromEnv || 'host' in fromFlags;
   const guarded =
     config.apiKeyHashes.length > 0 || config.keysFile !== '' || config.jwtSecret !== '' || config.jwtPublicKey !== '';
   if (!hostGiven) (config as { host: string }).host = guarded ? '0.0.0.0' : DEFAULTS.host;
