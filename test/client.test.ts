@@ -576,3 +576,102 @@ describe('the client SDK away for longer than the replay window', () => {
     }
   });
 });
+
+describe('the client SDK changing the watched addresses in place', () => {
+  it('update swaps the set on the live subscription, and the resume after a cut watches the new set', async () => {
+    const anvil = await startAnvil({ noMining: true });
+    const gateway = await startGateway(['--rpc', anvil.httpUrl, '--poll-interval-ms', '50']);
+    const proxy = await TcpProxy.start(gateway.port);
+    const chain = new TestChain(anvil.httpUrl);
+    // Neither sends anything: only the transfers below, from dev wallet 0, touch them.
+    const [a, b, c] = [chain.address(3), chain.address(4), chain.address(5)] as [string, string, string];
+    const waiter = new Waiter();
+    const statuses: StatusEvent[] = [];
+    const errors: ClientError[] = [];
+    const activity: ActivitySubscriptionMessage[] = [];
+    const client = createClient({
+      url: `ws://127.0.0.1:${proxy.port}/v1`,
+      WebSocket,
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      backoff: BACKOFF,
+      onStatus: (event) => {
+        statuses.push(event);
+        waiter.poke();
+      },
+      onError: (error) => {
+        errors.push(error);
+        waiter.poke();
+      },
+    });
+    const watch = client.watchAddresses([a], {}, (m) => {
+      activity.push(m);
+      waiter.poke();
+    });
+    const seen = (): Set<string> =>
+      new Set(activity.flatMap((m) => (m.type === 'activity' ? m.events.map((e) => e.txHash) : [])));
+    const arrived = (txHash: string): Promise<void> =>
+      waiter.until(
+        () => seen().has(txHash),
+        () => `activity with ${txHash}; have ${[...seen()].join(', ')}`,
+      );
+    const status = (name: StatusEvent['status']): Promise<void> =>
+      waiter.until(
+        () => statuses.some((s) => s.status === name),
+        () => `status ${name}; got ${statuses.map((s) => s.status).join(' ')}`,
+      );
+    const sendAndMine = async (to: string, wei: bigint): Promise<string> => {
+      const txHash = await chain.transfer(0, to, wei);
+      mined = await chain.mine();
+      return txHash;
+    };
+    let mined = 0;
+    // Straight to the gateway: tells when it has taken in what was mined while the app was away.
+    const probe = await TestClient.connect(gateway.url, 'json');
+    const probeSub = await probe.subscribe({ channel: 'blocks' });
+    try {
+      await waiter.until(
+        () => activity.some((m) => m.type === 'subscribed'),
+        () => 'subscribed',
+      );
+      await arrived(await sendAndMine(a, 1000n));
+
+      // Live: B in, A out, on the same subscription.
+      expect(await watch.update([b], [a])).toEqual({ addresses: 1 });
+      expect(watch.addresses).toEqual([b]);
+      const toA = await sendAndMine(a, 1001n);
+      const toB = await sendAndMine(b, 1002n);
+      await arrived(toB);
+      // One message per block, in block order: A's block came before B's, so nothing of it is still to come.
+      expect(seen().has(toA)).toBe(false);
+      expect(activity.filter((m) => m.type === 'subscribed')).toHaveLength(1);
+
+      // Cut: the chain moves on, and C is added while the link is down.
+      await proxy.cut();
+      await status('closed');
+      const awayToA = await sendAndMine(a, 1003n);
+      const awayToB = await sendAndMine(b, 1004n);
+      const addC = watch.update([c]);
+      const awayToC = await sendAndMine(c, 1005n);
+      await probe.next((m) => m['sub'] === probeSub && m['number'] === mined, 15_000);
+      await proxy.restore();
+      await status('recovered');
+      // The resumed subscribe carried {B, C}: its replay brings B's and C's transfers, not A's.
+      expect(await addC).toEqual({ addresses: 2 });
+      expect(watch.addresses).toEqual([b, c]);
+      await arrived(awayToB);
+      await arrived(awayToC);
+      expect(seen().has(awayToA)).toBe(false);
+      expect(
+        activity.filter((m) => m.type === 'subscribed').map((m) => m.type === 'subscribed' && m.recovered),
+      ).toEqual([undefined, true]);
+      expect(errors).toEqual([]);
+    } finally {
+      client.close();
+      probe.close();
+      chain.close();
+      await proxy.close();
+      await gateway.stop();
+      await anvil.close();
+    }
+  });
+});

@@ -92,6 +92,16 @@ class ServerSide {
     return this.subscribes();
   }
 
+  /** The update requests received so far. */
+  updates(): Msg[] {
+    return this.received.filter((m) => m['op'] === 'update');
+  }
+
+  async nextUpdates(count: number): Promise<Msg[]> {
+    await this.signal.until(() => this.updates().length >= count, `${count} update requests`);
+    return this.updates();
+  }
+
   subscribed(request: Msg, sub: string, extra: Msg = {}): void {
     this.send({
       type: 'subscribed',
@@ -165,6 +175,8 @@ function blockMsg(sub: string, n: number, branch = 0): Msg {
 }
 
 const WATCHED = '0x70997970c51812dc3a010c7d01b50e0d17dc79c8';
+const OTHER = '0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc';
+const THIRD = '0x90f79bf6eb2c4f870365e785982e1f101e93b906';
 
 function txEvent(id: string): Msg {
   return { kind: 'tx', id, txHash: id, txIndex: 0, from: WATCHED, to: WATCHED, value: '0x1', nonce: 0, status: 1 };
@@ -353,6 +365,39 @@ describe.each(['msgpack', 'json'] as const)('createClient over %s', (encoding) =
     const third = await server.connection(2);
     const [b3] = await third.nextSubscribes(2);
     expect(b3).toMatchObject({ from: `31337:5:${hash(5, 1)}` });
+  });
+
+  it('updates the watched addresses in place, and a resume watches the new set from its cursor', async () => {
+    const rec = new Recorder();
+    client = createClient({ url: server.url, encoding, WebSocket, backoff: FAST, ...rec.options() });
+    const watch = client.watchAddresses([WATCHED], {}, rec.onActivity);
+    const first = await server.connection(0);
+    const [a1] = await first.nextSubscribes(1);
+    first.subscribed(a1 as Msg, 's1');
+    first.send(activityMsg('s1', 2, ['0xaa']));
+    await rec.signal.until(() => rec.activity.length >= 2, 'activity');
+
+    const updated = watch.update([OTHER.toUpperCase().replace('0X', '0x')], [WATCHED]);
+    const [update] = await first.nextUpdates(1);
+    expect(update).toEqual({ op: 'update', id: expect.any(Number), sub: 's1', add: [OTHER], remove: [WATCHED] });
+    first.send({ type: 'updated', id: update?.['id'], sub: 's1', addresses: 1 });
+    await expect(updated).resolves.toEqual({ addresses: 1 });
+    expect(watch.addresses).toEqual([OTHER]);
+    expect(first.subscribes()).toHaveLength(1); // in place: no new subscription
+    first.send(activityMsg('s1', 3, ['0xbb']));
+    await rec.signal.until(() => rec.activity.length >= 3, 'activity after the update');
+
+    first.ws.close(1001, 'going away');
+    const second = await server.connection(1);
+    const [a2] = await second.nextSubscribes(1);
+    expect(a2).toMatchObject({ channel: 'activity', addresses: [OTHER], from: `31337:3:${hash(3)}` });
+    second.subscribed(a2 as Msg, 's2', { recovered: true });
+    await rec.status('recovered');
+    expect(rec.errors).toEqual([]);
+    // The handle still stops the subscription, as the plain function did.
+    watch();
+    await server.signal.until(() => second.received.some((m) => m['op'] === 'unsubscribe'), 'unsubscribe');
+    expect(second.received.find((m) => m['op'] === 'unsubscribe')).toMatchObject({ sub: 's2' });
   });
 });
 
@@ -661,5 +706,208 @@ describe('createClient', () => {
     expect(() => c.watchAddresses([WATCHED], { kinds: ['erc777' as 'tx'] }, () => undefined)).toThrow(/kinds/);
     expect(() => c.subscribeBlocks({ confirmations: -1 }, () => undefined)).toThrow(/confirmations/);
     expect(() => c.subscribeBlocks({ chainId: 1.5 }, () => undefined)).toThrow(/chainId/);
+  });
+});
+
+describe('createClient: watchAddresses(…).update', () => {
+  /** Watches WATCHED on a fresh client; returns the handle once `subscribed` s1 (and a cursor) arrived. */
+  async function watching(rec: Recorder, cursorBlock?: number) {
+    client = createClient({ url: server.url, WebSocket, backoff: FAST, ...rec.options() });
+    const watch = client.watchAddresses([WATCHED], {}, rec.onActivity);
+    const side = await server.connection(0);
+    const [request] = await side.nextSubscribes(1);
+    side.subscribed(request as Msg, 's1');
+    if (cursorBlock !== undefined) side.send(activityMsg('s1', cursorBlock, ['0xaa']));
+    const wanted = cursorBlock === undefined ? 1 : 2;
+    await rec.signal.until(() => rec.activity.length >= wanted, 'subscribed');
+    return { watch, side };
+  }
+
+  /** Tracks a promise's outcome (poking the server's signal, which every wait here goes through), rejections included. */
+  function track<T>(promise: Promise<T>): { value?: T; error?: ClientError } {
+    const state: { value?: T; error?: ClientError } = {};
+    promise.then(
+      (value) => {
+        state.value = value;
+        server.signal.poke();
+      },
+      (error: ClientError) => {
+        state.error = error;
+        server.signal.poke();
+      },
+    );
+    return state;
+  }
+
+  /** Waits until a tracked promise settled. */
+  function settled(state: { value?: unknown; error?: ClientError }, what: string): Promise<void> {
+    return server.signal.until(() => state.value !== undefined || state.error !== undefined, what);
+  }
+
+  it('keeps a change made while the link is down and sends it in the resumed subscribe; resolves once subscribed', async () => {
+    const rec = new Recorder();
+    const { watch, side } = await watching(rec, 4);
+    side.ws.terminate();
+    await rec.status('closed');
+    const outcome = track(watch.update([OTHER]));
+    const second = await server.connection(1);
+    const [resume] = await second.nextSubscribes(1);
+    expect(resume).toMatchObject({ addresses: [WATCHED, OTHER], from: `31337:4:${hash(4)}` });
+    expect(outcome).toEqual({});
+    expect(watch.addresses).toEqual([WATCHED]); // not confirmed yet
+    second.subscribed(resume as Msg, 's2', { recovered: true });
+    await rec.status('recovered');
+    await settled(outcome, 'the update resolved');
+    expect(outcome.value).toEqual({ addresses: 2 });
+    expect(watch.addresses).toEqual([WATCHED, OTHER]);
+    expect(second.updates()).toEqual([]); // the subscribe carried it
+    // And the next reconnect resumes with that set too.
+    second.ws.close(1001);
+    const third = await server.connection(2);
+    const [again] = await third.nextSubscribes(1);
+    expect(again).toMatchObject({ addresses: [WATCHED, OTHER] });
+  });
+
+  it('holds a change until the subscription is confirmed, then sends it as update', async () => {
+    const rec = new Recorder();
+    server.autoWelcome = false;
+    client = createClient({ url: server.url, WebSocket, backoff: FAST, ...rec.options() });
+    const watch = client.watchAddresses([WATCHED], {}, rec.onActivity);
+    // Before welcome: it rides on the first subscribe.
+    const beforeWelcome = track(watch.update([OTHER], []));
+    const side = await server.connection(0);
+    side.welcome();
+    const [request] = await side.nextSubscribes(1);
+    expect(request).toMatchObject({ addresses: [WATCHED, OTHER] });
+    // While the subscribe is unanswered: no `sub` to name yet, so it waits for `subscribed`.
+    const whileSubscribing = track(watch.update([THIRD], [WATCHED]));
+    side.subscribed(request as Msg, 's1');
+    const [update] = await side.nextUpdates(1);
+    expect(beforeWelcome.value).toEqual({ addresses: 2 });
+    expect(update).toMatchObject({ sub: 's1', add: [THIRD], remove: [WATCHED] });
+    expect(whileSubscribing).toEqual({});
+    side.send({ type: 'updated', id: update?.['id'], sub: 's1', addresses: 2 });
+    await settled(whileSubscribing, 'the second update');
+    expect(whileSubscribing.value).toEqual({ addresses: 2 });
+    expect(watch.addresses).toEqual([OTHER, THIRD]);
+  });
+
+  it('rejects a refused update with its code, one change at a time, and keeps the set the gateway has', async () => {
+    const rec = new Recorder();
+    const { watch, side } = await watching(rec, 4);
+    const codes = ['TOO_MANY_ADDRESSES', 'FORBIDDEN', 'OVERLOADED'] as const;
+    const outcomes = codes.map(() => track(watch.update([OTHER])));
+    const accepted = track(watch.update([THIRD], [WATCHED]));
+    for (const [i, code] of codes.entries()) {
+      // One in flight at a time: the next is sent only once this one is answered.
+      const updates = await side.nextUpdates(i + 1);
+      expect(updates).toHaveLength(i + 1);
+      side.send({ type: 'error', id: updates[i]?.['id'], code, message: 'no' });
+    }
+    const updates = await side.nextUpdates(4);
+    expect(updates[3]).toMatchObject({ add: [THIRD], remove: [WATCHED] });
+    side.send({ type: 'updated', id: updates[3]?.['id'], sub: 's1', addresses: 1 });
+    await settled(accepted, 'the accepted update');
+    expect(outcomes.map((o) => [o.error?.name, o.error?.code])).toEqual(codes.map((code) => ['ClientError', code]));
+    expect(watch.addresses).toEqual([THIRD]);
+    expect(rec.errors).toEqual([]); // the promise carries the refusal; the subscription goes on
+    side.ws.close(1001);
+    const second = await server.connection(1);
+    const [resume] = await second.nextSubscribes(1);
+    expect(resume).toMatchObject({ addresses: [THIRD], from: `31337:4:${hash(4)}` });
+  });
+
+  it('sends an update again after the delay a TRY_AGAIN gives', async () => {
+    const rec = new Recorder();
+    const { watch, side } = await watching(rec);
+    const outcome = track(watch.update([OTHER]));
+    const [first] = await side.nextUpdates(1);
+    const refusedAt = Date.now();
+    side.send({ type: 'error', id: first?.['id'], code: 'TRY_AGAIN', message: 'still resuming', retryAfterMs: 200 });
+    const [, again] = await side.nextUpdates(2);
+    expect(Date.now() - refusedAt).toBeGreaterThanOrEqual(190);
+    expect(again).toMatchObject({ sub: 's1', add: [OTHER], remove: [] });
+    expect(again?.['id']).not.toBe(first?.['id']);
+    expect(outcome).toEqual({});
+    side.send({ type: 'updated', id: again?.['id'], sub: 's1', addresses: 2 });
+    await settled(outcome, 'the update');
+    expect(outcome.value).toEqual({ addresses: 2 });
+  });
+
+  it('an update the link lost on the way is carried by the resumed subscribe', async () => {
+    const rec = new Recorder();
+    const { watch, side } = await watching(rec, 4);
+    const outcome = track(watch.update([OTHER], [WATCHED]));
+    await side.nextUpdates(1);
+    side.ws.terminate(); // never answered
+    const second = await server.connection(1);
+    const [resume] = await second.nextSubscribes(1);
+    expect(resume).toMatchObject({ addresses: [OTHER], from: `31337:4:${hash(4)}` });
+    second.subscribed(resume as Msg, 's2', { recovered: true });
+    await settled(outcome, 'the update');
+    expect(outcome.value).toEqual({ addresses: 1 });
+    expect(watch.addresses).toEqual([OTHER]);
+  });
+
+  it('when a resumed subscribe carrying a change is refused, resumes with the confirmed set and sends the change alone', async () => {
+    const rec = new Recorder();
+    const { watch, side } = await watching(rec, 4);
+    side.ws.terminate();
+    await rec.status('closed');
+    const outcome = track(watch.update([OTHER]));
+    const second = await server.connection(1);
+    const [carrying] = await second.nextSubscribes(1);
+    expect(carrying).toMatchObject({ addresses: [WATCHED, OTHER] });
+    second.send({ type: 'error', id: carrying?.['id'], code: 'FORBIDDEN', message: 'not yours: 0x3c44…' });
+    const [, plain] = await second.nextSubscribes(2);
+    expect(plain).toMatchObject({ addresses: [WATCHED], from: `31337:4:${hash(4)}` });
+    second.subscribed(plain as Msg, 's2', { recovered: true });
+    await rec.status('recovered');
+    const [update] = await second.nextUpdates(1);
+    expect(update).toMatchObject({ sub: 's2', add: [OTHER] });
+    second.send({ type: 'error', id: update?.['id'], code: 'FORBIDDEN', message: 'not yours: 0x3c44…' });
+    await settled(outcome, 'the refusal');
+    expect(outcome.error?.code).toBe('FORBIDDEN');
+    expect(watch.addresses).toEqual([WATCHED]);
+    expect(rec.errors).toEqual([]);
+    second.send(activityMsg('s2', 5, ['0xcc']));
+    await rec.signal.until(() => rec.trace(rec.activity).includes('activity 5 0xcc'), 'live activity');
+  });
+
+  it('rejects with SUBSCRIPTION_ENDED after unsubscribe and CLIENT_CLOSED after close, also what was waiting', async () => {
+    const rec = new Recorder();
+    const { watch, side } = await watching(rec);
+    const inFlight = track(watch.update([OTHER]));
+    await side.nextUpdates(1);
+    watch();
+    await settled(inFlight, 'the rejection');
+    expect(inFlight.error?.code).toBe('SUBSCRIPTION_ENDED');
+    await expect(watch.update([OTHER])).rejects.toMatchObject({ name: 'ClientError', code: 'SUBSCRIPTION_ENDED' });
+
+    const other = client?.watchAddresses([WATCHED], {}, rec.onActivity);
+    if (other === undefined) throw new Error('no client');
+    const waiting = track(other.update([THIRD])); // its subscribe is unanswered: the change waits
+    client?.close();
+    await settled(waiting, 'the rejection');
+    expect(waiting.error?.code).toBe('CLIENT_CLOSED');
+    await expect(other.update([THIRD])).rejects.toMatchObject({ code: 'CLIENT_CLOSED' });
+    expect(side.updates()).toHaveLength(1);
+  });
+
+  it('refuses anything but arrays of 0x addresses with a TypeError', async () => {
+    const rec = new Recorder();
+    const { watch, side } = await watching(rec);
+    expect(() => watch.update(['0x12'])).toThrow(TypeError);
+    expect(() => watch.update([OTHER], ['nope'])).toThrow(/remove: not an address/);
+    expect(() => watch.update(OTHER as unknown as string[])).toThrow(/add: must be an array/);
+    expect(() => watch.update([OTHER], null as unknown as string[])).toThrow(TypeError);
+    expect(() => watch.update([42 as unknown as string])).toThrow(/not an address: 42/);
+    // Nothing was queued or sent: the next good one is the first update.
+    const outcome = track(watch.update([], [WATCHED]));
+    const [update] = await side.nextUpdates(1);
+    expect(update).toMatchObject({ add: [], remove: [WATCHED] });
+    side.send({ type: 'updated', id: update?.['id'], sub: 's1', addresses: 0 });
+    await settled(outcome, 'the update');
+    expect(watch.addresses).toEqual([]);
   });
 });

@@ -7,6 +7,7 @@ import {
   type BlocksSubscriptionMessage,
   EVENT_KINDS,
   type EventKind,
+  type Hex,
   type ServerMessage,
   type SubscribedMessage,
 } from './messages.ts';
@@ -141,6 +142,27 @@ export interface WatchAddressesOptions extends CommonSubscriptionOptions {
 /** Stops a subscription: no message reaches its listener after this returns. */
 export type Unsubscribe = () => void;
 
+/**
+ * What {@link Client.watchAddresses} returns: call it to stop watching (an {@link Unsubscribe}),
+ * or change the watched addresses in place with `update`.
+ */
+export interface AddressWatch extends Unsubscribe {
+  /**
+   * Changes the watched addresses on the same subscription, without resubscribing: removes
+   * `remove`, then adds `add` (any case; an address in both stays watched). Resolves with how
+   * many addresses the subscription watches once the gateway applied the change (`updated`); a
+   * change made while the connection is down or the subscription not yet confirmed waits, and is
+   * carried by the next (resumed) subscribe. Changes apply in call order, one at a time. Rejects
+   * with a {@link ClientError} when the gateway refuses it (`TOO_MANY_ADDRESSES`, `FORBIDDEN`,
+   * `OVERLOADED`, …: the set stays as it was), `SUBSCRIPTION_ENDED` after unsubscribing, and
+   * `CLIENT_CLOSED` once the client stopped. Events of removed addresses may still arrive until
+   * it resolves. Throws a `TypeError` on anything but arrays of 0x addresses.
+   */
+  update(add: readonly string[], remove?: readonly string[]): Promise<{ readonly addresses: number }>;
+  /** The watched addresses, lowercase: those given at first, then as each update the gateway confirmed left them (changes in flight not included). */
+  readonly addresses: readonly Hex[];
+}
+
 /** A blockcast client: one connection, any number of subscriptions, all resumed after a reconnect. */
 export interface Client {
   /**
@@ -156,13 +178,14 @@ export interface Client {
    * Watches the activity of `addresses` (any case). `onMessage` gets `subscribed`, `activity`,
    * `removed` and (with `pending: true`) `pending` messages, each event once. After a reconnect
    * it gets `subscribed` again: unless that one says `recovered: true`, events may have been
-   * missed meanwhile (the `lost` status).
+   * missed meanwhile (the `lost` status). The returned function stops it; its `update` changes the
+   * addresses in place, and a resume after a reconnect watches the changed set.
    */
   watchAddresses(
     addresses: readonly string[],
     options: WatchAddressesOptions,
     onMessage: (message: ActivitySubscriptionMessage) => void,
-  ): Unsubscribe;
+  ): AddressWatch;
   /** The latest status. */
   readonly status: ClientStatus;
   /** Closes the connection, ends every subscription and stops every timer. */
@@ -191,10 +214,26 @@ const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
 type AnyListener = (message: ServerMessage) => void;
 
+/** One `update` of an address subscription, from the call until the gateway answers it. */
+interface AddressChange {
+  /** Lowercase. */
+  readonly add: readonly string[];
+  /** Lowercase. */
+  readonly remove: readonly string[];
+  readonly resolve: (result: { readonly addresses: number }) => void;
+  readonly reject: (error: ClientError) => void;
+  /** The connection whose request carries it (an `update`, or a subscribe with the changed set); stale once that connection is gone. */
+  sentOn: Connection | undefined;
+  requestId: number | undefined;
+}
+
 /** One subscription as the application made it; it outlives connections. */
 interface Subscription {
-  /** The `subscribe` request without `id` and `from`. */
-  readonly request: Readonly<Record<string, unknown>>;
+  /**
+   * The `subscribe` request without `id` and `from`; its `addresses` are the set the gateway last
+   * confirmed, which a resume sends again.
+   */
+  request: Readonly<Record<string, unknown>>;
   readonly onMessage: AnyListener;
   readonly onError: ((error: ClientError) => void) | undefined;
   readonly held: DedupeWindow;
@@ -203,6 +242,12 @@ interface Subscription {
   /** Whether the server has accepted it on some connection. */
   confirmed: boolean;
   active: boolean;
+  /** Where the server has it live: `update` goes there (stale once `conn` is not the connection). */
+  live: { readonly conn: Connection; readonly sid: string } | undefined;
+  /** Address changes not yet confirmed, oldest first; only the first is ever in flight as an `update`. */
+  readonly changes: AddressChange[];
+  /** Whether a (re)subscribe carries the queued changes; off after one that did was refused. */
+  foldChanges: boolean;
 }
 
 /** One WebSocket connection and what is known on it. */
@@ -215,6 +260,8 @@ interface Connection {
   readonly bySid: Map<string, Subscription>;
   /** Request id → subscription, while its `subscribe` is unanswered. */
   readonly pending: Map<number, Subscription>;
+  /** Request id → subscription, while its `update` is unanswered. */
+  readonly updates: Map<number, Subscription>;
   /** Messages for `sub` ids not yet confirmed: a resume's replay comes before its `subscribed`. */
   readonly buffered: Map<string, ServerMessage[]>;
   bufferedCount: number;
@@ -325,7 +372,46 @@ export function createClient(options: ClientOptions): Client {
     const id = ++nextRequestId;
     conn.pending.set(id, subscription);
     const from = subscription.cursor === undefined ? {} : { from: subscription.cursor };
-    send(conn, { ...subscription.request, id, ...from });
+    let request = subscription.request;
+    if (subscription.foldChanges && subscription.changes.length > 0) {
+      // Changes made while away ride on the (resumed) subscribe: its replay already covers them.
+      let addresses = request['addresses'] as readonly string[];
+      for (const change of subscription.changes) {
+        addresses = applyChange(addresses, change);
+        change.sentOn = conn;
+        change.requestId = id;
+      }
+      request = { ...request, addresses };
+    }
+    send(conn, { ...request, id, ...from });
+  };
+
+  /** Sends the oldest waiting address change as an `update`, when the subscription is live here and none is in flight. */
+  const flushChanges = (conn: Connection, subscription: Subscription): void => {
+    const change = subscription.changes[0];
+    const live = subscription.live;
+    if (change === undefined || connection !== conn || !subscription.active) return;
+    if (live?.conn !== conn || change.sentOn === conn) return;
+    const id = ++nextRequestId;
+    change.sentOn = conn;
+    change.requestId = id;
+    conn.updates.set(id, subscription);
+    send(conn, { op: 'update', id, sub: live.sid, add: change.add, remove: change.remove });
+  };
+
+  /** The gateway applied `subscription`'s oldest change(s) carried by request `id`: they are its set now. */
+  const commitChanges = (subscription: Subscription, conn: Connection, id: number, addresses?: number): void => {
+    for (let change = subscription.changes[0]; change?.sentOn === conn && change.requestId === id; ) {
+      subscription.changes.shift();
+      const next = applyChange(subscription.request['addresses'] as readonly string[], change);
+      subscription.request = { ...subscription.request, addresses: next };
+      change.resolve({ addresses: addresses ?? next.length });
+      change = subscription.changes[0];
+    }
+  };
+
+  const rejectChanges = (subscription: Subscription, error: ClientError): void => {
+    for (const change of subscription.changes.splice(0)) change.reject(error);
   };
 
   const finishResumeIfDone = (conn: Connection): void => {
@@ -359,9 +445,10 @@ export function createClient(options: ClientOptions): Client {
     if (out !== undefined) deliver(subscription, out);
   };
 
-  const endSubscription = (conn: Connection | undefined, subscription: Subscription): void => {
+  const endSubscription = (conn: Connection | undefined, subscription: Subscription, error: ClientError): void => {
     subscription.active = false;
     subscriptions.delete(subscription);
+    rejectChanges(subscription, error);
     if (conn?.resuming.delete(subscription)) finishResumeIfDone(conn);
   };
 
@@ -384,6 +471,9 @@ export function createClient(options: ClientOptions): Client {
     }
     conn.bySid.set(message.sub, subscription);
     subscription.confirmed = true;
+    subscription.live = { conn, sid: message.sub };
+    subscription.foldChanges = true;
+    commitChanges(subscription, conn, message.id as number);
     // Arrival order: a resume's `removed` and replay first, then its `subscribed`.
     for (const early of buffered) {
       if (connection !== conn) return;
@@ -397,6 +487,35 @@ export function createClient(options: ClientOptions): Client {
       if (message.recovered !== true) conn.lost++;
       finishResumeIfDone(conn);
     }
+    // Changes asked while this subscribe was in flight (or that a refused one carried).
+    flushChanges(conn, subscription);
+  };
+
+  /** The gateway answered an `update` with `updated` or `error`. */
+  const onUpdateAnswer = (
+    conn: Connection,
+    subscription: Subscription,
+    id: number,
+    answer: { addresses: number } | { error: ClientError; retryAfterMs: number | undefined },
+  ): void => {
+    const change = subscription.changes[0];
+    if (change?.sentOn !== conn || change.requestId !== id) return;
+    if ('addresses' in answer) {
+      commitChanges(subscription, conn, id, answer.addresses);
+    } else if (answer.error.code === 'TRY_AGAIN') {
+      // The gateway still resumes it: the same change again later, still first in line.
+      change.sentOn = undefined;
+      const timer = setTimeout(() => {
+        conn.retries.delete(timer);
+        flushChanges(conn, subscription);
+      }, retryDelay(answer.retryAfterMs));
+      conn.retries.add(timer);
+      return;
+    } else {
+      subscription.changes.shift();
+      change.reject(answer.error);
+    }
+    flushChanges(conn, subscription);
   };
 
   /**
@@ -404,20 +523,24 @@ export function createClient(options: ClientOptions): Client {
    * delay it gave (bounded; with jitter), on the same connection, from the same cursor.
    */
   const retryLater = (conn: Connection, subscription: Subscription, retryAfterMs: number | undefined): void => {
-    const base = Number.isFinite(retryAfterMs) ? Math.min(Math.max(retryAfterMs as number, 100), 60_000) : 1000;
-    const timer = setTimeout(
-      () => {
-        conn.retries.delete(timer);
-        if (connection === conn && subscription.active) sendSubscribe(conn, subscription);
-      },
-      base * (1 + Math.random() * 0.5),
-    );
+    const timer = setTimeout(() => {
+      conn.retries.delete(timer);
+      if (connection === conn && subscription.active) sendSubscribe(conn, subscription);
+    }, retryDelay(retryAfterMs));
     conn.retries.add(timer);
   };
 
-  const onRefused = (conn: Connection, subscription: Subscription, error: ClientError): void => {
+  const onRefused = (conn: Connection, subscription: Subscription, id: number, error: ClientError): void => {
+    if (subscription.active && subscription.changes[0]?.sentOn === conn && subscription.changes[0].requestId === id) {
+      // It carried address changes, which may be what the gateway refused: subscribe again with
+      // the confirmed set; the changes follow one by one as `update`s, each with its own answer.
+      for (const change of subscription.changes) change.sentOn = undefined;
+      subscription.foldChanges = false;
+      sendSubscribe(conn, subscription);
+      return;
+    }
     const wasActive = subscription.active;
-    endSubscription(conn, subscription);
+    endSubscription(conn, subscription, error);
     if (wasActive) reportError(error, subscription.onError ?? options.onError);
   };
 
@@ -479,11 +602,18 @@ export function createClient(options: ClientOptions): Client {
           reportError(error);
           return;
         }
-        const subscription = typeof message.id === 'number' ? conn.pending.get(message.id) : undefined;
-        if (subscription !== undefined) {
-          conn.pending.delete(message.id as number);
+        const id = typeof message.id === 'number' ? message.id : undefined;
+        const subscription = id === undefined ? undefined : conn.pending.get(id);
+        if (id !== undefined && subscription !== undefined) {
+          conn.pending.delete(id);
           if (message.code === 'TRY_AGAIN') retryLater(conn, subscription, message.retryAfterMs);
-          else onRefused(conn, subscription, error);
+          else onRefused(conn, subscription, id, error);
+          return;
+        }
+        const updating = id === undefined ? undefined : conn.updates.get(id);
+        if (id !== undefined && updating !== undefined) {
+          conn.updates.delete(id);
+          onUpdateAnswer(conn, updating, id, { error, retryAfterMs: message.retryAfterMs });
           return;
         }
         reportError(error);
@@ -516,8 +646,16 @@ export function createClient(options: ClientOptions): Client {
           if (subscription !== undefined) subscription.cursor = cursor;
         }
         return;
+      case 'updated': {
+        const id = typeof message.id === 'number' ? message.id : undefined;
+        const subscription = id === undefined ? undefined : conn.updates.get(id);
+        if (id === undefined || subscription === undefined) return;
+        conn.updates.delete(id);
+        onUpdateAnswer(conn, subscription, id, { addresses: message.addresses });
+        return;
+      }
       default:
-        return; // updated, and types of later protocol versions
+        return; // types of later protocol versions
     }
   };
 
@@ -615,7 +753,11 @@ export function createClient(options: ClientOptions): Client {
     closed = true;
     clearTimeout(reconnectTimer);
     reconnectTimer = undefined;
-    for (const subscription of subscriptions) subscription.active = false;
+    const ended = new ClientError('CLIENT_CLOSED', `the client is closed (${reason})`, { cause: error });
+    for (const subscription of subscriptions) {
+      subscription.active = false;
+      rejectChanges(subscription, ended);
+    }
     subscriptions.clear();
     if (error !== undefined) reportError(error);
     emit({ status: 'closed', code, reason, reconnectInMs: null });
@@ -727,6 +869,7 @@ export function createClient(options: ClientOptions): Client {
       welcomedAt: undefined,
       bySid: new Map(),
       pending: new Map(),
+      updates: new Map(),
       buffered: new Map(),
       bufferedCount: 0,
       retired: new Set(),
@@ -759,7 +902,11 @@ export function createClient(options: ClientOptions): Client {
     armWatchdog(conn);
   };
 
-  const add = (request: Record<string, unknown>, onMessage: AnyListener, onError: Subscription['onError']) => {
+  const add = (
+    request: Record<string, unknown>,
+    onMessage: AnyListener,
+    onError: Subscription['onError'],
+  ): { subscription: Subscription; unsubscribe: Unsubscribe } => {
     if (closed) throw new ClientError('CLIENT_CLOSED', 'the client is closed');
     const subscription: Subscription = {
       request,
@@ -769,14 +916,17 @@ export function createClient(options: ClientOptions): Client {
       cursor: undefined,
       confirmed: false,
       active: true,
+      live: undefined,
+      changes: [],
+      foldChanges: true,
     };
     subscriptions.add(subscription);
     const conn = connection;
     if (conn?.welcomedAt !== undefined) sendSubscribe(conn, subscription);
-    return (): void => {
+    const unsubscribe = (): void => {
       if (!subscription.active) return;
       const current = connection;
-      endSubscription(current, subscription);
+      endSubscription(current, subscription, new ClientError('SUBSCRIPTION_ENDED', 'unsubscribed'));
       if (current === undefined) return;
       for (const [sid, s] of current.bySid) {
         if (s !== subscription) continue;
@@ -785,6 +935,25 @@ export function createClient(options: ClientOptions): Client {
         send(current, { op: 'unsubscribe', id: ++nextRequestId, sub: sid });
       }
     };
+    return { subscription, unsubscribe };
+  };
+
+  /** `update` of {@link AddressWatch}: queues the change and sends it when the subscription is live. */
+  const updateAddresses = (
+    subscription: Subscription,
+    add: readonly string[],
+    remove: readonly string[] = [],
+  ): Promise<{ readonly addresses: number }> => {
+    const change = { add: toAddressList('add', add, true), remove: toAddressList('remove', remove, true) };
+    if (closed) return Promise.reject(new ClientError('CLIENT_CLOSED', 'the client is closed'));
+    if (!subscription.active) {
+      return Promise.reject(new ClientError('SUBSCRIPTION_ENDED', 'the subscription is over: nothing to update'));
+    }
+    return new Promise((resolve, reject) => {
+      subscription.changes.push({ ...change, resolve, reject, sentOn: undefined, requestId: undefined });
+      const conn = connection;
+      if (conn !== undefined) flushChanges(conn, subscription);
+    });
   };
 
   connect();
@@ -801,19 +970,12 @@ export function createClient(options: ClientOptions): Client {
         ...(fullInput === undefined ? {} : { fullInput }),
         ...(confirmations === undefined ? {} : { confirmations }),
       };
-      return add(request, onMessage as AnyListener, onError);
+      return add(request, onMessage as AnyListener, onError).unsubscribe;
     },
     watchAddresses(addresses, watchOptions, onMessage) {
       const { chainId, confirmations, kinds, pending, onError } = watchOptions;
       validateCommon(chainId, confirmations);
-      if (!Array.isArray(addresses) || addresses.length === 0) {
-        throw new TypeError('addresses: must be a non-empty array of 0x addresses');
-      }
-      for (const address of addresses) {
-        if (typeof address !== 'string' || !ADDRESS.test(address)) {
-          throw new TypeError(`addresses: not an address: ${JSON.stringify(address)}`);
-        }
-      }
+      const watched = toAddressList('addresses', addresses, false);
       if (kinds !== undefined) {
         const unknown = kinds.filter((kind) => !EVENT_KINDS.includes(kind));
         if (kinds.length === 0 || unknown.length > 0) {
@@ -823,13 +985,20 @@ export function createClient(options: ClientOptions): Client {
       const request = {
         op: 'subscribe',
         channel: 'activity',
-        addresses: [...addresses],
+        addresses: watched,
         ...(chainId === undefined ? {} : { chainId }),
         ...(kinds === undefined ? {} : { kinds: [...kinds] }),
         ...(pending === undefined ? {} : { pending }),
         ...(confirmations === undefined ? {} : { confirmations }),
       };
-      return add(request, onMessage as AnyListener, onError);
+      const { subscription, unsubscribe } = add(request, onMessage as AnyListener, onError);
+      const watch = Object.assign(unsubscribe, {
+        update: (add: readonly string[], remove?: readonly string[]) => updateAddresses(subscription, add, remove),
+      });
+      return Object.defineProperty(watch, 'addresses', {
+        enumerable: true,
+        get: () => [...(subscription.request['addresses'] as readonly Hex[])],
+      }) as AddressWatch;
     },
     get status() {
       return status;
@@ -875,6 +1044,36 @@ function toUrl(raw: string, encoding: Encoding): string {
   }
   if (encoding === 'json') url.searchParams.set('encoding', 'json');
   return url.toString();
+}
+
+/** Checks a list of 0x addresses (any case) and returns it lowercase, without repeats. */
+function toAddressList(name: string, addresses: readonly string[], mayBeEmpty: boolean): string[] {
+  if (!Array.isArray(addresses) || (!mayBeEmpty && addresses.length === 0)) {
+    throw new TypeError(`${name}: must be ${mayBeEmpty ? 'an' : 'a non-empty'} array of 0x addresses`);
+  }
+  for (const address of addresses) {
+    if (typeof address !== 'string' || !ADDRESS.test(address)) {
+      throw new TypeError(`${name}: not an address: ${JSON.stringify(address)}`);
+    }
+  }
+  return [...new Set(addresses.map((address) => address.toLowerCase()))];
+}
+
+/** `addresses` after a change, as the gateway applies one: removals first, then additions. */
+function applyChange(
+  addresses: readonly string[],
+  change: { readonly add: readonly string[]; readonly remove: readonly string[] },
+): string[] {
+  const removing = new Set(change.remove);
+  const next = new Set(addresses.filter((address) => !removing.has(address)));
+  for (const address of change.add) next.add(address);
+  return [...next];
+}
+
+/** How long to wait after a `TRY_AGAIN`, in ms: the delay it gave (bounded), plus up to half of it as jitter. */
+function retryDelay(retryAfterMs: number | undefined): number {
+  const base = Number.isFinite(retryAfterMs) ? Math.min(Math.max(retryAfterMs as number, 100), 60_000) : 1000;
+  return base * (1 + Math.random() * 0.5);
 }
 
 function validateCommon(chainId: number | undefined, confirmations: number | undefined): void {

@@ -8,7 +8,9 @@ import type { ProtocolErrorCode } from './messages.ts';
  * - `UNSUPPORTED_PROTOCOL`: the server's `welcome` names another protocol version.
  * - `BAD_MESSAGE`: a frame from the server could not be decoded; it is skipped.
  * - `LISTENER_FAILED`: an `onMessage` or `onStatus` callback threw; the client carries on.
- * - `CLIENT_CLOSED`: a subscription was asked of a closed client.
+ * - `CLIENT_CLOSED`: a subscription or an address update was asked of a closed client, or the
+ *   client stopped with an address update still waiting.
+ * - `SUBSCRIPTION_ENDED`: an address update of a subscription that is over (unsubscribed).
  * - `TOKEN_FAILED`: the `token` function threw or returned no token.
  */
 export type ClientErrorCode =
@@ -19,6 +21,7 @@ export type ClientErrorCode =
   | 'BAD_MESSAGE'
   | 'LISTENER_FAILED'
   | 'CLIENT_CLOSED'
+  | 'SUBSCRIPTION_ENDED'
   | 'TOKEN_FAILED';
 
 /** The one error type of the client SDK: a stable `code`, a message for people, an optional cause. */

@@ -5,6 +5,7 @@
 export type { Backoff } from './backoff.ts';
 export type { Encoding } from './codec.ts';
 export {
+  type AddressWatch,
   CLIENT_DEFAULTS,
   type Client,
   type ClientOptions,
