@@ -64,6 +64,19 @@ export function endpointLabel(url: string): string {
   }
 }
 
+/**
+ * The log line of a reorg: `depth` blocks retracted; `pastWindow` when none of the blocks held
+ * (the last `windowBlocks`, fewer after a start or a revert) is an ancestor of the node's branch.
+ */
+function reorgMessage(depth: number, pastWindow: boolean, windowBlocks: number): string {
+  const reorg = `reorg of ${depth === 1 ? '1 block' : `${depth} blocks`}`;
+  if (!pastWindow) return reorg;
+  if (depth >= windowBlocks) {
+    return `${reorg}, deeper than the reorg window (${windowBlocks} blocks): no common ancestor in it; all retracted, following the node's branch`;
+  }
+  return `${reorg}: no common ancestor with the node among them, all the blocks held (fewer than the reorg window of ${windowBlocks}): the node was reset or is on another branch; all retracted, following it`;
+}
+
 /** Starts following one chain and resolves once its id and head are known. */
 export async function followChain<O extends Peer>(
   source: ChainSource,
@@ -72,9 +85,18 @@ export async function followChain<O extends Peer>(
   const { config, fanout, index, metrics, log } = deps;
   let feed: ChainFeed<O> | undefined;
   // The chain label of every series; until the first endpoint names the chain, nothing is set
-  // under a made-up one: faults wait in `earlyFaults`.
+  // under a made-up one: faults wait in `earlyFaults`, endpoint states in `endpointStates`.
   let chain: string | undefined = source.chainId === undefined ? undefined : String(source.chainId);
   const earlyFaults: Array<{ endpoint: string; reason: string }> = [];
+  // The last state the pool reported of each URL, kept from the first request on: states seen
+  // before the chain is known are applied once it is, never guessed (the pool reports changes only).
+  const endpointStates = new Map<string, boolean>();
+  const showEndpoint = (endpoint: string): void => {
+    if (chain === undefined) return;
+    // URLs on one host share a label (their paths may hold keys): it is up while any of them is.
+    const up = source.urls.some((url) => endpointLabel(url) === endpoint && endpointStates.get(url) === true);
+    metrics.endpointUp.set({ chain, endpoint }, up ? 1 : 0);
+  };
   // One line per endpoint and reason every 10 s at most: a node failing each poll must not flood the log.
   const faultLog = new ThrottledLog(log, 10_000);
 
@@ -134,8 +156,7 @@ export async function followChain<O extends Peer>(
       metrics.reorgs.inc(labels);
       metrics.reorgDepth.observe(labels, depth);
       if (pastWindow) metrics.deepReorgs.inc(labels);
-      const deep = pastWindow ? ', deeper than the reorg window: the whole window was retracted' : '';
-      log(`chain ${chain}: reorg of ${depth} blocks${deep}`);
+      log(`chain ${chain}: ${reorgMessage(depth, pastWindow, config.reorgWindowBlocks)}`);
     },
     onBackfill: (blocks) => {
       if (chain !== undefined) metrics.backfilled.inc({ chain }, blocks);
@@ -149,7 +170,8 @@ export async function followChain<O extends Peer>(
       metrics.rpcErrors.inc(labels, ok ? 0 : 1);
     },
     onEndpoint: (url, up) => {
-      if (chain !== undefined) metrics.endpointUp.set({ chain, endpoint: endpointLabel(url) }, up ? 1 : 0);
+      endpointStates.set(url, up);
+      showEndpoint(endpointLabel(url));
     },
   });
   const chainId = watcher.chainId;
@@ -159,9 +181,9 @@ export async function followChain<O extends Peer>(
   feed.history.apply(head);
   metrics.headNumber.set({ chain }, head.number);
   metrics.headTimestamp.set({ chain }, head.timestamp);
-  for (const url of source.urls) {
-    const endpoint = endpointLabel(url);
-    metrics.endpointUp.set({ chain, endpoint }, url === watcher.currentUrl() ? 1 : 0);
+  for (const endpoint of new Set(source.urls.map(endpointLabel))) {
+    // 0 for an endpoint not asked yet: up means its last request succeeded.
+    showEndpoint(endpoint);
     // Every reason at zero from the start, so that dashboards show a zero rather than no series.
     for (const reason of RPC_FAULTS) metrics.rpcFaults.inc({ chain, endpoint, reason }, 0);
   }

@@ -2,6 +2,9 @@
  * The composition root: reads the configuration, builds the stages (ingest → index → fanout →
  * transport), wires them and handles shutdown. Nothing else reads `process.env`.
  */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { type Config, loadConfig, usage } from './config.ts';
 import { startAnvil } from './devnet/startAnvil.ts';
 import { startTraffic } from './devnet/startTraffic.ts';
@@ -26,6 +29,21 @@ const MAX_QUEUED_RESUMES_PER_CONNECTION = 16;
 
 function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} ${message}\n`);
+}
+
+/** Labels of `blockcast_build_info`: package.json's version, the short git commit (`unknown` outside a checkout), Node.js. */
+function buildInfo(): { version: string; commit: string; node: string } {
+  const root = new URL('..', import.meta.url);
+  const { version } = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { version: string };
+  // Best effort, bounded: a missing git or a copy without .git must never stop the gateway.
+  const git = spawnSync('git', ['rev-parse', '--short', 'HEAD'], {
+    cwd: fileURLToPath(root),
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+    timeout: 2_000,
+  });
+  const hash = git.status === 0 ? git.stdout.trim() : '';
+  return { version, commit: /^[0-9a-f]{4,40}$/.test(hash) ? hash : 'unknown', node: process.version };
 }
 
 /** Things to stop at shutdown, newest first. */
@@ -97,6 +115,7 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
   const tls = config.tlsCert === '' ? undefined : checkTls(config.tlsCert, config.tlsKey);
   const sources = await chainSources(config, cleanups);
   const metrics = createMetrics();
+  metrics.buildInfo.set(buildInfo(), 1);
   const index = new SubscriptionIndex<Connection>();
   let server: Server | undefined;
   const fanout = new Fanout<Connection>(index, (conn, frames) => server?.deliver(conn, frames));

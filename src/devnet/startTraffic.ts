@@ -1,4 +1,4 @@
-import { Contract, ContractFactory, HDNodeWallet, JsonRpcProvider, NonceManager, type Wallet } from 'ethers';
+import { Contract, ContractFactory, HDNodeWallet, isError, JsonRpcProvider, NonceManager, type Wallet } from 'ethers';
 import { TEST_TOKEN_ABI, TEST_TOKEN_BYTECODE } from './testToken.ts';
 
 /** The mnemonic anvil derives its dev accounts from (public, for local chains only). */
@@ -34,6 +34,13 @@ export function startTraffic(options: StartTrafficOptions): () => void {
   let round = 0;
   let timer: NodeJS.Timeout | undefined;
   let token: Contract | undefined;
+  // Errors caused by stop() are no fault: requests in flight are cancelled when the provider is
+  // destroyed, and ethers may surface that cancellation after stop() returned.
+  const report = (error: unknown): void => {
+    if (stopped || provider.destroyed) return;
+    if (isError(error, 'UNSUPPORTED_OPERATION') && error.message.startsWith('provider destroyed')) return;
+    options.onError?.(error);
+  };
 
   const deployToken = async (): Promise<void> => {
     const deployer = senders[0] as NonceManager;
@@ -66,9 +73,8 @@ export function startTraffic(options: StartTrafficOptions): () => void {
         await from.sendTransaction({ to, value: BigInt(1 + (round % 1000)) * 10n ** 15n });
       }
     } catch (error) {
-      // A send cut short by stop() (the provider is destroyed) is no fault.
       if (stopped) return;
-      options.onError?.(error);
+      report(error);
       // A failed send leaves the local count ahead of the node: start again from the node's.
       from.reset();
     }
@@ -77,9 +83,7 @@ export function startTraffic(options: StartTrafficOptions): () => void {
     if (stopped) return;
     timer = setTimeout(() => void tick().finally(schedule), options.intervalMs ?? 400);
   };
-  deployToken().catch((error: unknown) => {
-    if (!stopped) options.onError?.(error);
-  });
+  deployToken().catch(report);
   schedule();
   return () => {
     stopped = true;

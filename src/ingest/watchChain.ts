@@ -45,7 +45,10 @@ export interface WatchChainOptions {
   readonly onBlock: (block: ChainBlock) => void;
   /** A block that left the canonical chain, newest first, before the new branch's blocks. */
   readonly onRetract: (block: Header) => void;
-  /** After a reorg was applied: how many blocks it orphaned, and whether it reached past the window. */
+  /**
+   * After a reorg was applied: how many blocks it orphaned, and whether no block held (the window,
+   * fewer after a start or a revert) was an ancestor of the new branch, so that all were retracted.
+   */
   readonly onReorg?: (depth: number, pastWindow: boolean) => void;
   /** Blocks fetched to close a gap (beyond the one head that revealed it). */
   readonly onBackfill?: (blocks: number) => void;
@@ -95,11 +98,11 @@ const RECEIPT_CONCURRENCY = 8;
  * up block by block (fetched `backfillConcurrency` at a time, each checked with its receipts,
  * applied in order); a block whose parent is not the known head starts a walk back by parent
  * hash to the common ancestor within the window of recent blocks, the orphaned blocks are
- * retracted newest first, then the new branch is applied. A reorg deeper than the window
- * retracts the whole window and continues on the new branch. A head below ours is waited out
- * for a grace period before it is followed. Faults fail the round (nothing of a faulty block or
- * of a half-fetched branch is applied) and fail over to the next endpoint; a head that stops
- * moving reconnects.
+ * retracted newest first, then the new branch is applied. A branch with no ancestor among the
+ * blocks held (a reorg deeper than the window, or a node reset) retracts them all and continues
+ * on the new branch. A head below ours is waited out for a grace period before it is followed.
+ * Faults fail the round (nothing of a faulty block or of a half-fetched branch is applied) and
+ * fail over to the next endpoint; a head that stops moving reconnects.
  */
 export async function watchChain(options: WatchChainOptions): Promise<ChainWatcher> {
   const chainIdCheckIntervalMs = options.chainIdCheckIntervalMs ?? DEFAULT_CHAIN_ID_CHECK_MS;

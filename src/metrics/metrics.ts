@@ -17,6 +17,12 @@ export function createMetrics() {
   const registers = [registry];
   return {
     registry,
+    buildInfo: new Gauge({
+      name: 'blockcast_build_info',
+      help: 'Always 1; labels name the running build: version (package.json), commit (short git hash or unknown), node (Node.js version).',
+      labelNames: ['version', 'commit', 'node'] as const,
+      registers,
+    }),
     connections: new Gauge({
       name: 'blockcast_transport_connections',
       help: 'Open WebSocket connections, by endpoint (v1, rpc).',
@@ -111,7 +117,7 @@ export function createMetrics() {
     }),
     deepReorgs: new Counter({
       name: 'blockcast_ingest_deep_reorgs_total',
-      help: 'Reorgs deeper than the reorg window (the whole window was retracted).',
+      help: 'Reorgs with no common ancestor among the blocks held (the reorg window, fewer after a start): all of them were retracted.',
       labelNames: ['chain'] as const,
       registers,
     }),
