@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { GatewayError } from './domain/errors.ts';
+import { LOG_LEVELS, type LogLevel } from './log.ts';
 import type { AuthSettings } from './transport/loadAuth.ts';
 import { parseOriginPattern } from './transport/matchOrigin.ts';
 
@@ -52,6 +53,10 @@ export interface Config extends AuthSettings {
   readonly rpcMaxResponseBytes: number;
   /** Methods `/rpc` sends on to the node (everything it does not answer itself). */
   readonly forwardMethods: readonly string[];
+  /** Least level of the lines logged. */
+  readonly logLevel: LogLevel;
+  /** JSON lines, readable lines, or `auto`: readable on a terminal, JSON otherwise. */
+  readonly logFormat: 'auto' | 'json' | 'pretty';
   /** Block time of the embedded devnet, in seconds. */
   readonly devnetBlockTimeSec: number;
   /** Recent blocks ingest keeps to find a reorg's common ancestor. */
@@ -98,6 +103,8 @@ export const DEFAULTS: Config = Object.freeze({
   tlsCert: '',
   tlsKey: '',
   rpcMaxResponseBytes: 134_217_728,
+  logLevel: 'info',
+  logFormat: 'auto',
   forwardMethods: Object.freeze([
     'eth_call',
     'eth_estimateGas',
@@ -377,6 +384,20 @@ export const OPTIONS: readonly Option[] = [
     range: [65_536, 268_435_456],
   },
   {
+    key: 'logLevel',
+    flag: '--log-level',
+    env: 'BLOCKCAST_LOG_LEVEL',
+    value: 'LEVEL',
+    help: `least level logged: ${LOG_LEVELS.join(', ')}`,
+  },
+  {
+    key: 'logFormat',
+    flag: '--log-format',
+    env: 'BLOCKCAST_LOG_FORMAT',
+    value: 'FORMAT',
+    help: 'json (lines with level, time, msg), pretty, or auto: pretty on a terminal, json otherwise',
+  },
+  {
     key: 'forwardMethods',
     flag: '--forward-methods',
     env: 'BLOCKCAST_FORWARD_METHODS',
@@ -468,6 +489,17 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
       );
     }
     values['allowedOrigins'] = [...((values['allowedOrigins'] as string[] | undefined) ?? []), ...origins];
+    return;
+  }
+  if (option.key === 'logLevel' || option.key === 'logFormat') {
+    const allowed: readonly string[] = option.key === 'logLevel' ? LOG_LEVELS : ['auto', 'json', 'pretty'];
+    if (!allowed.includes(raw)) {
+      throw new GatewayError(
+        'BAD_CONFIG',
+        `${option.key}: ${from} must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`,
+      );
+    }
+    values[option.key] = raw;
     return;
   }
   if (option.key === 'forwardMethods') {

@@ -14,6 +14,7 @@ import { createForwarder, type ForwardOutcome } from './ingest/createForwarder.t
 import { ThrottledLog } from './ingest/ThrottledLog.ts';
 import { watchChain } from './ingest/watchChain.ts';
 import { watchPending } from './ingest/watchPending.ts';
+import type { LogFields, Logger } from './log.ts';
 import type { Metrics } from './metrics/metrics.ts';
 
 /** Where a chain is followed: its endpoints, and the id they must serve (if configured). */
@@ -28,7 +29,7 @@ export interface FollowChainDeps<O extends Peer> {
   readonly fanout: Fanout<O>;
   readonly index: SubscriptionIndex<O>;
   readonly metrics: Metrics;
-  readonly log: (message: string) => void;
+  readonly logger: Logger;
 }
 
 /** Another consumer of a chain's blocks, retractions and mempool (the `/rpc` subscriptions). */
@@ -82,7 +83,10 @@ export async function followChain<O extends Peer>(
   source: ChainSource,
   deps: FollowChainDeps<O>,
 ): Promise<FollowedChain<O>> {
-  const { config, fanout, index, metrics, log } = deps;
+  const { config, fanout, index, metrics } = deps;
+  /** Lines about this chain carry its id (once known) and what they are about. */
+  const logger = (component: string, fields: LogFields = {}): Logger =>
+    deps.logger.child({ ...(chain === undefined ? {} : { chain: Number(chain) }), component, ...fields });
   let feed: ChainFeed<O> | undefined;
   // The chain label of every series; until the first endpoint names the chain, nothing is set
   // under a made-up one: faults wait in `earlyFaults`, endpoint states in `endpointStates`.
@@ -98,12 +102,20 @@ export async function followChain<O extends Peer>(
     metrics.endpointUp.set({ chain, endpoint }, up ? 1 : 0);
   };
   // One line per endpoint and reason every 10 s at most: a node failing each poll must not flood the log.
-  const faultLog = new ThrottledLog(log, 10_000);
+  let lastFault: { endpoint: string; fault: RpcFaultError } | undefined;
+  const faultLog = new ThrottledLog((line) => {
+    const about =
+      lastFault === undefined
+        ? {}
+        : { endpoint: lastFault.endpoint, reason: lastFault.fault.fault, method: lastFault.fault.method };
+    logger('ingest', about).warn({}, line);
+  }, 10_000);
 
   const onFault = (fault: RpcFaultError, url: string): void => {
     const endpoint = endpointLabel(url);
     if (chain === undefined) earlyFaults.push({ endpoint, reason: fault.fault });
     else metrics.rpcFaults.inc({ chain, endpoint, reason: fault.fault });
+    lastFault = { endpoint, fault };
     faultLog.write(
       `${endpoint} ${fault.fault}`,
       `chain ${chain ?? '?'}: rpc ${endpoint}: ${fault.fault} (${fault.method ?? 'no request'}): ${fault.message}`,
@@ -156,12 +168,19 @@ export async function followChain<O extends Peer>(
       metrics.reorgs.inc(labels);
       metrics.reorgDepth.observe(labels, depth);
       if (pastWindow) metrics.deepReorgs.inc(labels);
-      log(`chain ${chain}: ${reorgMessage(depth, pastWindow, config.reorgWindowBlocks)}`);
+      logger('ingest', { depth }).info(
+        {},
+        `chain ${chain}: ${reorgMessage(depth, pastWindow, config.reorgWindowBlocks)}`,
+      );
     },
     onBackfill: (blocks) => {
       if (chain !== undefined) metrics.backfilled.inc({ chain }, blocks);
     },
-    onError: (error, url) => log(`chain ${chain ?? '?'}: rpc ${endpointLabel(url)}: ${errorMessage(error)}`),
+    onError: (error, url) =>
+      logger('ingest', { endpoint: endpointLabel(url) }).warn(
+        { err: error },
+        `chain ${chain ?? '?'}: rpc ${endpointLabel(url)}: ${errorMessage(error)}`,
+      ),
     onFault,
     onRequest: (method, url, seconds, ok) => {
       const labels = { endpoint: endpointLabel(url), method };
@@ -205,7 +224,11 @@ export async function followChain<O extends Peer>(
         metrics.bytesSent.inc({ channel: 'pending' }, sent.bytes);
         for (const listener of listeners) listener.pending(events);
       },
-      onError: (error, url) => log(`chain ${chainId}: mempool ${endpointLabel(url)}: ${errorMessage(error)}`),
+      onError: (error, url) =>
+        logger('mempool', { endpoint: endpointLabel(url) }).warn(
+          { err: error },
+          `chain ${chainId}: mempool ${endpointLabel(url)}: ${errorMessage(error)}`,
+        ),
       onFault,
     });
   } catch (error) {

@@ -8,12 +8,13 @@ import { fileURLToPath } from 'node:url';
 import { type Config, loadConfig, usage } from './config.ts';
 import { startAnvil } from './devnet/startAnvil.ts';
 import { startTraffic } from './devnet/startTraffic.ts';
-import { GatewayError, PROTOCOL_ERROR_CODES } from './domain/errors.ts';
+import { errorMessage, GatewayError, PROTOCOL_ERROR_CODES } from './domain/errors.ts';
 import type { ChainFeed } from './fanout/ChainFeed.ts';
 import { Fanout } from './fanout/Fanout.ts';
 import { ReplayQueue } from './fanout/ReplayQueue.ts';
 import { type ChainSource, followChain } from './followChain.ts';
 import { SubscriptionIndex } from './index/SubscriptionIndex.ts';
+import { createLogger, type Logger } from './log.ts';
 import { createMetrics, zeroSeries } from './metrics/metrics.ts';
 import { watchHeap } from './reclaimMemory.ts';
 import { checkTls, type TlsFiles } from './transport/checkTls.ts';
@@ -27,9 +28,8 @@ import type { RpcChain } from './transport/RpcSession.ts';
 /** Resumes one connection may have waiting at once; more are told to try again (PROTOCOL.md, Resume). */
 const MAX_QUEUED_RESUMES_PER_CONNECTION = 16;
 
-function log(message: string): void {
-  process.stderr.write(`${new Date().toISOString()} ${message}\n`);
-}
+/** The gateway's logger, set from the configuration in {@link run} (JSON at info until then). */
+let logger: Logger = createLogger({ level: 'info', format: 'json' });
 
 /** Labels of `blockcast_build_info`: package.json's version, the short git commit (`unknown` outside a checkout), Node.js. */
 function buildInfo(): { version: string; commit: string; node: string } {
@@ -54,7 +54,7 @@ async function runCleanups(cleanups: Cleanups): Promise<void> {
     try {
       await cleanup();
     } catch (error) {
-      log(`shutdown: ${String(error)}`);
+      logger.warn({ component: 'shutdown', err: error }, `shutdown: ${errorMessage(error)}`);
     }
   }
 }
@@ -68,8 +68,16 @@ async function chainSources(config: Config, cleanups: Cleanups): Promise<ChainSo
   if (sources.length > 0) return sources;
   const anvil = await startAnvil({ blockTimeSec: config.devnetBlockTimeSec });
   cleanups.unshift(() => anvil.close());
-  cleanups.unshift(startTraffic({ rpcUrl: anvil.httpUrl, onError: (e) => log(`devnet traffic: ${String(e)}`) }));
-  console.log(`devnet: anvil at ${anvil.httpUrl} (block time ${config.devnetBlockTimeSec} s), sending test traffic`);
+  cleanups.unshift(
+    startTraffic({
+      rpcUrl: anvil.httpUrl,
+      onError: (e) => logger.warn({ component: 'devnet', err: e }, `devnet traffic: ${errorMessage(e)}`),
+    }),
+  );
+  logger.info(
+    { component: 'devnet', url: anvil.httpUrl },
+    `devnet: anvil at ${anvil.httpUrl} (block time ${config.devnetBlockTimeSec} s), sending test traffic`,
+  );
   return [{ urls: [anvil.httpUrl] }];
 }
 
@@ -99,13 +107,20 @@ function announceAccess(config: Config, port: number, auth: Auth): void {
   const loopback = /^(127\.|::1$|localhost$)/.test(config.host);
   if (auth.required) {
     const what = auth.profiles.map((name) => (name === 'token' ? 'tokens' : name)).join(', ');
-    log(`auth: a key or token is needed to connect (${what}); listening on ${config.host}`);
+    logger.info(
+      { component: 'auth', host: config.host },
+      `auth: a key or token is needed to connect (${what}); listening on ${config.host}`,
+    );
   } else if (loopback) {
-    log(
+    logger.info(
+      { component: 'auth', host: config.host },
       `auth: no API keys or tokens configured: listening on ${config.host} only; configure keys (--api-key, --keys-file) or give --host to serve other machines`,
     );
   } else {
-    log(`auth: no API keys or tokens configured: anyone who reaches ${config.host}:${port} may connect`);
+    logger.warn(
+      { component: 'auth', host: config.host },
+      `auth: no API keys or tokens configured: anyone who reaches ${config.host}:${port} may connect`,
+    );
   }
 }
 
@@ -123,7 +138,7 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
   const rpcChains = new Map<number, RpcChain>();
   // One after the other, so the configuration order is the order of chains (the first is the default).
   for (const source of sources) {
-    const chain = await followChain(source, { config, fanout, index, metrics, log });
+    const chain = await followChain(source, { config, fanout, index, metrics, logger });
     cleanups.unshift(chain.close);
     if (feeds.has(chain.feed.chainId)) {
       throw new GatewayError('BAD_CONFIG', `chains: chain ${chain.feed.chainId} is configured twice`);
@@ -178,7 +193,10 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
   const maxConnections =
     config.maxConnections > 0 ? config.maxConnections : fileLimit === undefined ? 100_000 : connectionsFor(fileLimit);
   if (config.maxConnections === 0) {
-    log(`transport: at most ${maxConnections} connections (open-files limit ${fileLimit ?? 'unknown'})`);
+    logger.info(
+      { component: 'transport' },
+      `transport: at most ${maxConnections} connections (open-files limit ${fileLimit ?? 'unknown'})`,
+    );
   }
 
   server = await createServer({
@@ -199,7 +217,7 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
     auth,
     ...(tls === undefined ? {} : { tls }),
     rpc: { chains: rpcChains, forwardable: new Set(config.forwardMethods) },
-    log,
+    log: (message) => logger.warn({ component: 'transport' }, message),
     index,
     metrics,
     chains: {
@@ -224,17 +242,20 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
   });
   cleanups.unshift((server as Server).close);
   // After a burst (an attack, a storm of reconnects), give the memory it took back once quiet.
-  cleanups.push(watchHeap({ log }));
+  cleanups.push(watchHeap({ log: (message) => logger.info({ component: 'memory' }, message) }));
   if (tls === undefined) ignoreHangup(cleanups);
   else watchCertificate(server, tls, cleanups);
   announceAccess(config, server.port, auth);
   // One write, so a reader that sees the URL sees the whole banner.
-  console.log(banner(config, server.port, server.secure, auth.required, feeds));
+  logger.info(
+    { component: 'transport', port: server.port },
+    banner(config, server.port, server.secure, auth.required, feeds),
+  );
 }
 
 /** Without TLS, SIGHUP has nothing to reload: it must not end the gateway either (Node's default). */
 function ignoreHangup(cleanups: Cleanups): void {
-  const said = (): void => log('SIGHUP: nothing to reload (no --tls-cert)');
+  const said = (): void => logger.info({ component: 'tls' }, 'SIGHUP: nothing to reload (no --tls-cert)');
   process.on('SIGHUP', said);
   cleanups.push(() => {
     process.off('SIGHUP', said);
@@ -243,7 +264,9 @@ function ignoreHangup(cleanups: Cleanups): void {
 
 /** SIGHUP reads the certificate files again and serves the new certificate; open connections stay. */
 function watchCertificate(server: Server, first: TlsFiles, cleanups: Cleanups): void {
-  log(
+  const log = logger.child({ component: 'tls' });
+  log.info(
+    { certFile: first.certFile },
     `tls: serving ${first.subject.replaceAll('\n', ', ')} (sha256 ${first.fingerprint256}, valid to ${first.validTo})`,
   );
   let reloading = false;
@@ -255,17 +278,20 @@ function watchCertificate(server: Server, first: TlsFiles, cleanups: Cleanups): 
       files = checkTls(first.certFile, first.keyFile);
     } catch (error) {
       reloading = false;
-      log(`tls: SIGHUP: kept the certificate in use: ${error instanceof GatewayError ? error.message : String(error)}`);
+      log.error({ err: error }, `tls: SIGHUP: kept the certificate in use: ${errorMessage(error)}`);
       return;
     }
     server.reloadTls(files).then(
       () => {
         reloading = false;
-        log(`tls: SIGHUP: reloaded the certificate (sha256 ${files.fingerprint256}, valid to ${files.validTo})`);
+        log.info(
+          {},
+          `tls: SIGHUP: reloaded the certificate (sha256 ${files.fingerprint256}, valid to ${files.validTo})`,
+        );
       },
       (error: unknown) => {
         reloading = false;
-        log(`tls: SIGHUP: kept the certificate in use: ${String(error)}`);
+        log.error({ err: error }, `tls: SIGHUP: kept the certificate in use: ${errorMessage(error)}`);
       },
     );
   };
@@ -276,6 +302,8 @@ function watchCertificate(server: Server, first: TlsFiles, cleanups: Cleanups): 
 }
 
 async function run(config: Config): Promise<void> {
+  const format = config.logFormat === 'auto' ? (process.stdout.isTTY ? 'pretty' : 'json') : config.logFormat;
+  logger = createLogger({ level: config.logLevel, format });
   // Before anything starts: never serve on uWebSockets.js's slow JavaScript fallback.
   assertNativeUws();
   const cleanups: Cleanups = [];
@@ -290,7 +318,7 @@ async function run(config: Config): Promise<void> {
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log(`${signal}: closing connections and stopping`);
+    logger.info({ component: 'process', signal }, `${signal}: closing connections and stopping`);
     void runCleanups(cleanups).then(() => process.exit(0));
   };
   process.once('SIGINT', () => shutdown('SIGINT'));
@@ -302,10 +330,19 @@ if (argv.includes('--help') || argv.includes('-h')) {
   console.log(usage());
   process.exit(0);
 }
+let config: Config;
 try {
-  await run(loadConfig(argv, process.env));
+  config = loadConfig(argv, process.env);
 } catch (error) {
+  // Before any logger: the configuration that would set it up is what is wrong.
   const message = error instanceof GatewayError ? `${error.code}: ${error.message}` : String(error);
   console.error(`blockcast: ${message}`);
+  process.exit(1);
+}
+try {
+  await run(config);
+} catch (error) {
+  const message = error instanceof GatewayError ? `${error.code}: ${error.message}` : String(error);
+  logger.error({ component: 'process', err: error }, `blockcast: ${message}`);
   process.exit(1);
 }
