@@ -9,7 +9,7 @@ import {
   type ClientError,
   createClient,
   type StatusEvent,
-} from '../src/client/index.ts';
+} from '../packages/client/src/index.ts';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { TestClient, tryUpgrade } from './helpers/client.ts';
 import { type GatewayProcess, scrapeMetrics, seriesValue, startGateway } from './helpers/gateway.ts';

@@ -8,7 +8,7 @@ import {
   type ClientError,
   createClient,
   type StatusEvent,
-} from '../src/client/index.ts';
+} from '../packages/client/src/index.ts';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { rpc, TestChain } from './helpers/chain.ts';
 import { type Message, TestClient } from './helpers/client.ts';

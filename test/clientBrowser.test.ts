@@ -12,12 +12,12 @@ import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
 import { TcpProxy } from './helpers/proxy.ts';
 
 // The client SDK in headless Chromium, with the browser's own WebSocket and msgpackr's browser
-// build, against the real gateway: what `blockcast/client` gives a web page.
+// build, against the real gateway: what `@blockcast/client` gives a web page.
 
-const CLIENT_DIR = fileURLToPath(new URL('../src/client/', import.meta.url));
+const CLIENT_DIR = fileURLToPath(new URL('../packages/client/src/', import.meta.url));
 const MSGPACKR_DIR = fileURLToPath(new URL('../node_modules/msgpackr/', import.meta.url));
 
-/** src/client compiled to browser ES modules in memory (file name → JavaScript). */
+/** packages/client/src compiled to browser ES modules in memory (file name → JavaScript). */
 function compileClient(): Map<string, string> {
   const out = new Map<string, string>();
   for (const file of readdirSync(CLIENT_DIR).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))) {

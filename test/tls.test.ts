@@ -8,7 +8,12 @@ import { connect as tlsConnect } from 'node:tls';
 import { type WebSocketLike, WebSocketProvider } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ClientOptions, WebSocket } from 'ws';
-import { type Client, createClient, type StatusEvent, type WebSocketConstructor } from '../src/client/index.ts';
+import {
+  type Client,
+  createClient,
+  type StatusEvent,
+  type WebSocketConstructor,
+} from '../packages/client/src/index.ts';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { TestClient, tryUpgrade } from './helpers/client.ts';
 import { freeFixedPort, type GatewayProcess, runGatewayToExit, startGateway } from './helpers/gateway.ts';

@@ -1,4 +1,11 @@
-/** Error codes a client can receive in an `error` message (PROTOCOL.md, Errors). */
+import type { ProtocolErrorCode } from '../../packages/client/src/protocol.ts';
+
+export type { ProtocolErrorCode } from '../../packages/client/src/protocol.ts';
+
+/**
+ * Error codes a client can receive in an `error` message (PROTOCOL.md, Errors): every
+ * {@link ProtocolErrorCode} of the protocol module, once (src/domain/protocol.test-d.ts).
+ */
 export const PROTOCOL_ERROR_CODES = [
   'BAD_REQUEST',
   'BAD_ADDRESS',
@@ -12,10 +19,7 @@ export const PROTOCOL_ERROR_CODES = [
   'TRY_AGAIN',
   'FORBIDDEN',
   'UNAUTHORIZED',
-] as const;
-
-/** A stable error code sent to clients. */
-export type ProtocolErrorCode = (typeof PROTOCOL_ERROR_CODES)[number];
+] as const satisfies readonly ProtocolErrorCode[];
 
 /** Codes of faults that never reach a client: configuration and start-up. */
 export type InternalErrorCode = 'BAD_CONFIG' | 'NATIVE_UWS_MISSING' | 'RPC_FAILED';

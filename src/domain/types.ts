@@ -4,14 +4,21 @@
  * block numbers, timestamps (seconds) and indexes are integers.
  */
 
-/** A lowercase 0x-prefixed hex string (address, hash or quantity). */
-export type Hex = `0x${string}`;
+import type { EventKind, Hex, TokenTransferEvent } from '../../packages/client/src/protocol.ts';
 
-/** A block's number and hash. */
-export interface BlockRef {
-  readonly number: number;
-  readonly hash: Hex;
-}
+// The wire types both sides use live in the SDK's protocol module (type-only: no runtime link
+// from the gateway to the SDK); src/domain/protocol.test-d.ts fails when the two drift.
+export type {
+  ActivityEvent,
+  BlockRef,
+  Erc20TransferEvent,
+  Erc721TransferEvent,
+  Erc1155TransferEvent,
+  EventKind,
+  Hex,
+  TokenTransferEvent,
+  TxEvent,
+} from '../../packages/client/src/protocol.ts';
 
 /** One transaction of a block, joined with its receipt. */
 export interface ChainTx {
@@ -67,82 +74,5 @@ export interface ChainLog {
   readonly raw: Readonly<Record<string, unknown>>;
 }
 
-/** The event kinds of an `activity` subscription (PROTOCOL.md). */
-export const EVENT_KINDS = ['tx', 'erc20', 'erc721', 'erc1155'] as const;
-
-/** One kind of activity event. */
-export type EventKind = (typeof EVENT_KINDS)[number];
-
-/** A transaction that touches a watched address, as sent in `activity` messages. */
-export interface TxEvent {
-  readonly kind: 'tx';
-  /** Stable across replays: the transaction hash. */
-  readonly id: string;
-  readonly txHash: Hex;
-  /** Position in its block; `null` in `pending` messages (not in a block yet). */
-  readonly txIndex: number | null;
-  readonly from: Hex;
-  readonly to: Hex | null;
-  readonly value: Hex;
-  readonly nonce: number;
-  readonly status?: 0 | 1;
-  readonly contractAddress?: Hex;
-}
-
-/** An ERC-20 `Transfer(address indexed from, address indexed to, uint256 value)` log. */
-export interface Erc20TransferEvent {
-  readonly kind: 'erc20';
-  /** Stable across replays: `txHash:logIndex`. */
-  readonly id: string;
-  readonly txHash: Hex;
-  /** Index of the log in its block. */
-  readonly logIndex: number;
-  /** The contract that emitted the log. */
-  readonly token: Hex;
-  readonly from: Hex;
-  readonly to: Hex;
-  /** Amount in the token's smallest unit, as 0x hex. */
-  readonly value: Hex;
-}
-
-/** An ERC-721 `Transfer(address indexed from, address indexed to, uint256 indexed tokenId)` log. */
-export interface Erc721TransferEvent {
-  readonly kind: 'erc721';
-  /** Stable across replays: `txHash:logIndex`. */
-  readonly id: string;
-  readonly txHash: Hex;
-  /** Index of the log in its block. */
-  readonly logIndex: number;
-  /** The contract that emitted the log. */
-  readonly token: Hex;
-  readonly from: Hex;
-  readonly to: Hex;
-  /** As 0x hex. */
-  readonly tokenId: Hex;
-}
-
-/** One transfer of an ERC-1155 `TransferSingle` log, or one item of a `TransferBatch` log. */
-export interface Erc1155TransferEvent {
-  readonly kind: 'erc1155';
-  /** Stable across replays: `txHash:logIndex` (single), `txHash:logIndex:i` (i-th item of a batch). */
-  readonly id: string;
-  readonly txHash: Hex;
-  /** Index of the log in its block. */
-  readonly logIndex: number;
-  /** The contract that emitted the log. */
-  readonly token: Hex;
-  /** Who made the transfer (carried, never matched). */
-  readonly operator: Hex;
-  readonly from: Hex;
-  readonly to: Hex;
-  /** As 0x hex. */
-  readonly tokenId: Hex;
-  /** Amount, as 0x hex. */
-  readonly value: Hex;
-}
-
-/** A token transfer decoded from a log (kinds `erc20`, `erc721`, `erc1155`). */
-export type TokenTransferEvent = Erc20TransferEvent | Erc721TransferEvent | Erc1155TransferEvent;
-
-/** Every event an `activity` or `pending` message can carry. */
-export type ActivityEvent = TxEvent | TokenTransferEvent;
+/** The event kinds of an `activity` subscription (PROTOCOL.md), in protocol order. */
+export const EVENT_KINDS = ['tx', 'erc20', 'erc721', 'erc1155'] as const satisfies readonly EventKind[];

@@ -1,5 +1,6 @@
+import type { BlockMessage, BlockTransaction } from '../../packages/client/src/protocol.ts';
 import { toCursor } from '../domain/cursor.ts';
-import type { ChainBlock, ChainTx, TxEvent } from '../domain/types.ts';
+import type { ChainBlock, ChainTx, Hex, TxEvent } from '../domain/types.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { type DeliveryLedger, sentList } from './DeliveryLedger.ts';
 import { buildFrame, EncodedFields, type Encoding, encodePrefix, type Frame, type FramePrefix } from './encode.ts';
@@ -32,10 +33,10 @@ export interface PendingFanoutResult {
 
 const INPUT_SELECTOR_CHARS = 10;
 
-function toTx(tx: ChainTx, fullInput: boolean): Record<string, unknown> {
+function toTx(tx: ChainTx, fullInput: boolean): BlockTransaction {
   // Absent fields are left out, not set to undefined: MessagePack has no undefined (msgpackr
   // would write an extension type) and JSON drops it, so both encodings carry the same keys.
-  const out: Record<string, unknown> = {
+  return {
     txHash: tx.hash,
     txIndex: tx.index,
     from: tx.from,
@@ -43,14 +44,14 @@ function toTx(tx: ChainTx, fullInput: boolean): Record<string, unknown> {
     value: tx.value,
     nonce: tx.nonce,
     gas: tx.gas,
-    input: fullInput ? tx.input : tx.input.slice(0, INPUT_SELECTOR_CHARS),
+    // A prefix of 0x hex is 0x hex.
+    input: fullInput ? tx.input : (tx.input.slice(0, INPUT_SELECTOR_CHARS) as Hex),
+    ...(tx.status === undefined ? {} : { status: tx.status }),
+    ...(tx.contractAddress === undefined ? {} : { contractAddress: tx.contractAddress }),
+    ...(tx.gasPrice === undefined ? {} : { gasPrice: tx.gasPrice }),
+    ...(tx.maxFeePerGas === undefined ? {} : { maxFeePerGas: tx.maxFeePerGas }),
+    ...(tx.maxPriorityFeePerGas === undefined ? {} : { maxPriorityFeePerGas: tx.maxPriorityFeePerGas }),
   };
-  if (tx.status !== undefined) out['status'] = tx.status;
-  if (tx.contractAddress !== undefined) out['contractAddress'] = tx.contractAddress;
-  if (tx.gasPrice !== undefined) out['gasPrice'] = tx.gasPrice;
-  if (tx.maxFeePerGas !== undefined) out['maxFeePerGas'] = tx.maxFeePerGas;
-  if (tx.maxPriorityFeePerGas !== undefined) out['maxPriorityFeePerGas'] = tx.maxPriorityFeePerGas;
-  return out;
 }
 
 /** One pass's frames, gathered per connection and then written once per connection, in order. */
@@ -72,8 +73,11 @@ class FrameBatch<O> {
   }
 }
 
+/** The fields of a `block` message without `type`, `sub` and transactions (PROTOCOL.md). */
+export type BlockHeaderFields = Omit<BlockMessage, 'type' | 'sub' | 'transactions'>;
+
 /** The fields of a `block` message without its transactions (PROTOCOL.md). */
-export function toBlockHeader(block: ChainBlock): Record<string, unknown> {
+export function toBlockHeader(block: ChainBlock): BlockHeaderFields {
   return {
     chainId: block.chainId,
     number: block.number,
@@ -83,7 +87,7 @@ export function toBlockHeader(block: ChainBlock): Record<string, unknown> {
     miner: block.miner,
     gasUsed: block.gasUsed,
     gasLimit: block.gasLimit,
-    baseFeePerGas: block.baseFeePerGas,
+    ...(block.baseFeePerGas === undefined ? {} : { baseFeePerGas: block.baseFeePerGas }),
     txCount: block.transactions.length,
     cursor: toCursor(block.chainId, block),
   };

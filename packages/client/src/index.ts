@@ -1,5 +1,5 @@
 /**
- * blockcast client SDK (`blockcast/client`): a WebSocket client of protocol v1 for browsers and
+ * blockcast client SDK (`@blockcast/client`): a WebSocket client of protocol v1 for browsers and
  * Node 20 that reconnects, resumes from cursors and drops duplicates. See docs/PROTOCOL.md.
  */
 export type { Backoff } from './backoff.ts';

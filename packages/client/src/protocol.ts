@@ -1,6 +1,8 @@
 /**
- * The messages of protocol v1 (docs/PROTOCOL.md) as a client receives them. These mirror the wire
- * form, field for field: the client stage imports nothing from the server's stages.
+ * The wire types of protocol v1 (docs/PROTOCOL.md): the events and messages the gateway sends and
+ * its error codes, field for field. The one source of these shapes for both sides: the SDK builds
+ * on them, and the gateway's domain imports them (type-only). Types only: this module has no
+ * runtime code and imports nothing.
  */
 
 /** A lowercase 0x-prefixed hex string (address, hash or quantity). */
@@ -14,9 +16,6 @@ export interface BlockRef {
 
 /** The event kinds of an `activity` subscription. */
 export type EventKind = 'tx' | 'erc20' | 'erc721' | 'erc1155';
-
-/** Every event kind, in protocol order. */
-export const EVENT_KINDS: readonly EventKind[] = ['tx', 'erc20', 'erc721', 'erc1155'];
 
 /** A transaction whose `from`, `to` or created contract is a watched address. */
 export interface TxEvent {
@@ -37,7 +36,7 @@ export interface TxEvent {
   readonly contractAddress?: Hex;
 }
 
-/** An ERC-20 `Transfer` log. */
+/** An ERC-20 `Transfer(address indexed from, address indexed to, uint256 value)` log. */
 export interface Erc20TransferEvent {
   readonly kind: 'erc20';
   /** Stable across replays: `txHash:logIndex`. */
@@ -53,7 +52,7 @@ export interface Erc20TransferEvent {
   readonly value: Hex;
 }
 
-/** An ERC-721 `Transfer` log. */
+/** An ERC-721 `Transfer(address indexed from, address indexed to, uint256 indexed tokenId)` log. */
 export interface Erc721TransferEvent {
   readonly kind: 'erc721';
   /** Stable across replays: `txHash:logIndex`. */
@@ -79,6 +78,7 @@ export interface Erc1155TransferEvent {
   readonly logIndex: number;
   /** The contract that emitted the log. */
   readonly token: Hex;
+  /** Who made the transfer (carried, never matched). */
   readonly operator: Hex;
   readonly from: Hex;
   readonly to: Hex;
@@ -88,8 +88,11 @@ export interface Erc1155TransferEvent {
   readonly value: Hex;
 }
 
+/** A token transfer decoded from a log (kinds `erc20`, `erc721`, `erc1155`). */
+export type TokenTransferEvent = Erc20TransferEvent | Erc721TransferEvent | Erc1155TransferEvent;
+
 /** Every event an `activity`, `pending` or `removed` message can carry; `kind` tells them apart. */
-export type ActivityEvent = TxEvent | Erc20TransferEvent | Erc721TransferEvent | Erc1155TransferEvent;
+export type ActivityEvent = TxEvent | TokenTransferEvent;
 
 /** A transaction of a `full` block: the `tx` event without `kind` and `id`, plus gas and input. */
 export interface BlockTransaction extends Omit<TxEvent, 'kind' | 'id'> {
@@ -268,9 +271,3 @@ export type ServerMessage =
   | ActivityMessage
   | PendingMessage
   | RemovedMessage;
-
-/** What the listener of `client.subscribeBlocks` receives. */
-export type BlocksSubscriptionMessage = SubscribedMessage | BlockMessage | RemovedMessage;
-
-/** What the listener of `client.watchAddresses` receives. */
-export type ActivitySubscriptionMessage = SubscribedMessage | ActivityMessage | PendingMessage | RemovedMessage;
