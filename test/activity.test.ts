@@ -61,6 +61,10 @@ describe.each([
           value: `0x${(i === 0 ? 12_345n : 777n).toString(16)}`,
           nonce: Number(block.transactions.find((t) => t.hash === r.hash)?.nonce),
           status: r.status,
+          // The fee, equal to the receipt's.
+          gasUsed: `0x${r.gasUsed.toString(16)}`,
+          effectiveGasPrice: `0x${r.gasPrice.toString(16)}`,
+          fee: `0x${r.fee.toString(16)}`,
         })),
       );
       expect(receipts.every((r) => r.blockNumber === number && r.blockHash === block.hash)).toBe(true);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { blockActivity, transferAddresses, txAddresses } from './events.ts';
+import { blockActivity, toTxEvent, transferAddresses, txAddresses } from './events.ts';
 import type { ChainBlock, ChainTx, Hex, TokenTransferEvent } from './types.ts';
 
 const ALICE: Hex = '0x00000000000000000000000000000000000000a1';
@@ -80,5 +80,30 @@ describe('blockActivity', () => {
   it('matches a transaction on from, to and the contract it created', () => {
     expect(txAddresses({ from: ALICE, to: null, contractAddress: TOKEN })).toEqual([ALICE, TOKEN]);
     expect(txAddresses({ from: ALICE, to: ALICE })).toEqual([ALICE]);
+  });
+});
+
+describe('toTxEvent', () => {
+  it('carries the fee paid: gasUsed × effectiveGasPrice, and the blob fee of a blob transaction', () => {
+    const paid = toTxEvent({ ...tx(0), gasUsed: '0x5208', effectiveGasPrice: '0x3b9aca07' });
+    expect(paid).toMatchObject({ gasUsed: '0x5208', effectiveGasPrice: '0x3b9aca07' });
+    expect(BigInt(paid.fee as string)).toBe(21_000n * 1_000_000_007n);
+    expect(paid.blobFee).toBeUndefined();
+    const blob = toTxEvent({
+      ...tx(1),
+      gasUsed: '0x5208',
+      effectiveGasPrice: '0x1',
+      blobGasUsed: '0x20000',
+      blobGasPrice: '0x3',
+    });
+    expect(BigInt(blob.blobFee as string)).toBe(131_072n * 3n);
+    // Large values stay exact (no float).
+    const big = toTxEvent({ ...tx(2), gasUsed: '0x1c9c380', effectiveGasPrice: '0xe8d4a51000' });
+    expect(big.fee).toBe(`0x${(30_000_000n * 1_000_000_000_000n).toString(16)}`);
+  });
+
+  it('leaves the fee out where the receipt gave none', () => {
+    const event = toTxEvent(tx(0));
+    expect('fee' in event || 'gasUsed' in event || 'effectiveGasPrice' in event).toBe(false);
   });
 });

@@ -15,6 +15,15 @@ export function toTxEvent(tx: ChainTx): TxEvent {
   };
   if (tx.status !== undefined) event.status = tx.status;
   if (tx.contractAddress !== undefined) event.contractAddress = tx.contractAddress;
+  // The fee paid, from the receipt ingest already fetched.
+  if (tx.gasUsed !== undefined) event.gasUsed = tx.gasUsed;
+  if (tx.effectiveGasPrice !== undefined) event.effectiveGasPrice = tx.effectiveGasPrice;
+  if (tx.gasUsed !== undefined && tx.effectiveGasPrice !== undefined) {
+    event.fee = `0x${(BigInt(tx.gasUsed) * BigInt(tx.effectiveGasPrice)).toString(16)}`;
+  }
+  if (tx.blobGasUsed !== undefined && tx.blobGasPrice !== undefined) {
+    event.blobFee = `0x${(BigInt(tx.blobGasUsed) * BigInt(tx.blobGasPrice)).toString(16)}`;
+  }
   return event;
 }
 

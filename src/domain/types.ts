@@ -33,6 +33,12 @@ export interface ChainTx {
   /** 1 success, 0 reverted; absent when the node gave no receipt status (pre-Byzantium). */
   readonly status?: 0 | 1;
   readonly contractAddress?: Hex;
+  /** From the receipt, as 0x hex (absent where the node gave none). */
+  readonly gasUsed?: Hex;
+  readonly effectiveGasPrice?: Hex;
+  /** Blob gas (EIP-4844) from the receipt: blob transactions only. */
+  readonly blobGasUsed?: Hex;
+  readonly blobGasPrice?: Hex;
   readonly gas: Hex;
   readonly gasPrice?: Hex;
   readonly maxFeePerGas?: Hex;

@@ -37,6 +37,10 @@ export interface RpcReceipt {
   blockHash?: string;
   status?: string | null;
   contractAddress?: string | null;
+  gasUsed?: string | null;
+  effectiveGasPrice?: string | null;
+  blobGasUsed?: string | null;
+  blobGasPrice?: string | null;
   /** Decoded into token transfers by {@link decodeTransfers}; malformed logs are skipped, never fatal. */
   logs?: unknown;
 }
@@ -116,6 +120,16 @@ function toChainTx(tx: RpcTx, receipt: RpcReceipt | undefined): ChainTx {
   };
   if (status !== undefined) out.status = status;
   if (contractAddress !== undefined) out.contractAddress = contractAddress;
+  if (receipt !== undefined) {
+    const gasUsed = optionalQuantity(receipt.gasUsed, 'receipt.gasUsed');
+    const effectiveGasPrice = optionalQuantity(receipt.effectiveGasPrice, 'receipt.effectiveGasPrice');
+    const blobGasUsed = optionalQuantity(receipt.blobGasUsed, 'receipt.blobGasUsed');
+    const blobGasPrice = optionalQuantity(receipt.blobGasPrice, 'receipt.blobGasPrice');
+    if (gasUsed !== undefined) out.gasUsed = gasUsed;
+    if (effectiveGasPrice !== undefined) out.effectiveGasPrice = effectiveGasPrice;
+    if (blobGasUsed !== undefined) out.blobGasUsed = blobGasUsed;
+    if (blobGasPrice !== undefined) out.blobGasPrice = blobGasPrice;
+  }
   if (transfers.length > 0) out.transfers = transfers;
   if (maxFeePerGas !== undefined) out.maxFeePerGas = maxFeePerGas;
   if (maxPriorityFeePerGas !== undefined) out.maxPriorityFeePerGas = maxPriorityFeePerGas;

@@ -166,6 +166,13 @@ export function txEventOf(receipt: TransactionReceipt, tx: { value: string; nonc
     nonce: Number(tx.nonce),
     status: receipt.status,
     ...(receipt.contractAddress === null ? {} : { contractAddress: receipt.contractAddress.toLowerCase() }),
+    // The fee as the node's receipt gives it (ethers' own reading, not the gateway's).
+    gasUsed: hex(receipt.gasUsed),
+    effectiveGasPrice: hex(receipt.gasPrice),
+    fee: hex(receipt.fee),
+    ...(receipt.blobGasUsed == null || receipt.blobGasPrice == null
+      ? {}
+      : { blobFee: hex(receipt.blobGasUsed * receipt.blobGasPrice) }),
   };
 }
 

@@ -34,6 +34,14 @@ export interface TxEvent {
   /** 1 success, 0 reverted; absent in `pending` messages. */
   readonly status?: 0 | 1;
   readonly contractAddress?: Hex;
+  /** Gas it used, from its receipt, as 0x hex; absent in `pending` messages and where the node gave none. */
+  readonly gasUsed?: Hex;
+  /** Wei per gas it paid (the receipt's `effectiveGasPrice`), as 0x hex. */
+  readonly effectiveGasPrice?: Hex;
+  /** Wei it paid for gas, `gasUsed` × `effectiveGasPrice`, as 0x hex. */
+  readonly fee?: Hex;
+  /** Wei it paid for blob gas (EIP-4844), `blobGasUsed` × `blobGasPrice` of its receipt, as 0x hex; blob transactions only. */
+  readonly blobFee?: Hex;
 }
 
 /** An ERC-20 `Transfer(address indexed from, address indexed to, uint256 value)` log. */
