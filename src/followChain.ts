@@ -102,23 +102,16 @@ export async function followChain<O extends Peer>(
     metrics.endpointUp.set({ chain, endpoint }, up ? 1 : 0);
   };
   // One line per endpoint and reason every 10 s at most: a node failing each poll must not flood the log.
-  let lastFault: { endpoint: string; fault: RpcFaultError } | undefined;
-  const faultLog = new ThrottledLog((line) => {
-    const about =
-      lastFault === undefined
-        ? {}
-        : { endpoint: lastFault.endpoint, reason: lastFault.fault.fault, method: lastFault.fault.method };
-    logger('ingest', about).warn({}, line);
-  }, 10_000);
+  const faultLog = new ThrottledLog<LogFields>((line, fields) => logger('ingest', fields).warn({}, line), 10_000);
 
   const onFault = (fault: RpcFaultError, url: string): void => {
     const endpoint = endpointLabel(url);
     if (chain === undefined) earlyFaults.push({ endpoint, reason: fault.fault });
     else metrics.rpcFaults.inc({ chain, endpoint, reason: fault.fault });
-    lastFault = { endpoint, fault };
     faultLog.write(
       `${endpoint} ${fault.fault}`,
       `chain ${chain ?? '?'}: rpc ${endpoint}: ${fault.fault} (${fault.method ?? 'no request'}): ${fault.message}`,
+      { endpoint, reason: fault.fault, method: fault.method },
     );
   };
   // When ingest handed over the block being fanned out: the start of block-to-write latency.

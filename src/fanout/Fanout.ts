@@ -36,7 +36,8 @@ const INPUT_SELECTOR_CHARS = 10;
 function toTx(tx: ChainTx, fullInput: boolean): BlockTransaction {
   // Absent fields are left out, not set to undefined: MessagePack has no undefined (msgpackr
   // would write an extension type) and JSON drops it, so both encodings carry the same keys.
-  return {
+  // Optional fields are set, not spread: this runs for every transaction of every full block.
+  const out: { -readonly [K in keyof BlockTransaction]: BlockTransaction[K] } = {
     txHash: tx.hash,
     txIndex: tx.index,
     from: tx.from,
@@ -46,12 +47,13 @@ function toTx(tx: ChainTx, fullInput: boolean): BlockTransaction {
     gas: tx.gas,
     // A prefix of 0x hex is 0x hex.
     input: fullInput ? tx.input : (tx.input.slice(0, INPUT_SELECTOR_CHARS) as Hex),
-    ...(tx.status === undefined ? {} : { status: tx.status }),
-    ...(tx.contractAddress === undefined ? {} : { contractAddress: tx.contractAddress }),
-    ...(tx.gasPrice === undefined ? {} : { gasPrice: tx.gasPrice }),
-    ...(tx.maxFeePerGas === undefined ? {} : { maxFeePerGas: tx.maxFeePerGas }),
-    ...(tx.maxPriorityFeePerGas === undefined ? {} : { maxPriorityFeePerGas: tx.maxPriorityFeePerGas }),
   };
+  if (tx.status !== undefined) out.status = tx.status;
+  if (tx.contractAddress !== undefined) out.contractAddress = tx.contractAddress;
+  if (tx.gasPrice !== undefined) out.gasPrice = tx.gasPrice;
+  if (tx.maxFeePerGas !== undefined) out.maxFeePerGas = tx.maxFeePerGas;
+  if (tx.maxPriorityFeePerGas !== undefined) out.maxPriorityFeePerGas = tx.maxPriorityFeePerGas;
+  return out;
 }
 
 /** One pass's frames, gathered per connection and then written once per connection, in order. */

@@ -174,14 +174,17 @@ export class RpcHub {
   /** Mempool transactions: hashes (or the transactions, with `true`) to `newPendingTransactions`. */
   onPending(events: readonly TxEvent[]): void {
     if (this.#pending.size === 0 || events.length === 0) return;
-    const hashes = events.map((e) => JSON.stringify(e.txHash));
-    const full = events.map((e) => JSON.stringify(pendingTransaction(e)));
+    // Each form is encoded once, and only if some subscription wants it.
+    let hashes: string[] | undefined;
+    let full: string[] | undefined;
     const byId = new Map<string, Uint8Array[]>();
     for (const sub of this.#pending) {
       const key = `${sub.full ? 'full' : 'hash'}${sub.id}`;
       let frames = byId.get(key);
       if (frames === undefined) {
-        const results = sub.full ? full : hashes;
+        if (sub.full) full ??= events.map((e) => JSON.stringify(pendingTransaction(e)));
+        else hashes ??= events.map((e) => JSON.stringify(e.txHash));
+        const results = (sub.full ? full : hashes) as string[];
         frames = results.map((result) => Buffer.from(notificationText(sub.id, result)));
         byId.set(key, frames);
       }

@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+import { createHash, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { type JWTPayload, errors as joseErrors, jwtVerify } from 'jose';
 import { toAddress } from '../domain/address.ts';
 import type { Hex } from '../domain/types.ts';
@@ -120,11 +120,6 @@ export function algorithmOf(key: KeyObject): TokenConfig['algorithm'] | undefine
   if (key.asymmetricKeyType === 'ed25519') return 'EdDSA';
   if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256';
   return undefined;
-}
-
-/** Reads a PEM public key (SPKI, or a certificate's). */
-export function readPublicKey(pem: string): KeyObject {
-  return createPublicKey(pem);
 }
 
 /**

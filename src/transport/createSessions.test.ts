@@ -2,6 +2,7 @@ import { type JWTPayload, SignJWT } from 'jose';
 import { unpack } from 'msgpackr';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type CursorPosition, toCursor } from '../domain/cursor.ts';
+import { MAX_MALFORMED_IN_A_ROW } from '../domain/errors.ts';
 import type { BlockRef, Hex } from '../domain/types.ts';
 import { type Encoding, pack } from '../fanout/encode.ts';
 import { type Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
@@ -21,7 +22,6 @@ import {
   type Connection,
   createSessions,
   type Limits,
-  MAX_MALFORMED_IN_A_ROW,
   newConnection,
   type ResumeTicket,
   type Sessions,

@@ -172,8 +172,6 @@ export function newConnection(init: {
   };
 }
 
-export { MAX_MALFORMED_IN_A_ROW } from '../domain/errors.ts';
-
 /** The activity kinds this gateway decodes; a subscription without `kinds` gets all of them. */
 const SERVED_KINDS: ReadonlySet<EventKind> = new Set(EVENT_KINDS);
 

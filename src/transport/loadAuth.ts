@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { toAddress } from '../domain/address.ts';
 import { GatewayError } from '../domain/errors.ts';
@@ -11,7 +11,6 @@ import {
   type Channel,
   hashKey,
   type KeyLimits,
-  readPublicKey,
   type TokenConfig,
 } from './createAuth.ts';
 import { type OriginPattern, parseOriginPattern } from './matchOrigin.ts';
@@ -166,7 +165,7 @@ function tokenConfig(
   if (settings.jwtPublicKey !== '') {
     let key: KeyObject;
     try {
-      key = readPublicKey(readFileSync(settings.jwtPublicKey, 'utf8'));
+      key = createPublicKey(readFileSync(settings.jwtPublicKey, 'utf8'));
     } catch (error) {
       throw new GatewayError(
         'BAD_CONFIG',

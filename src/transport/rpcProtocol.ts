@@ -9,7 +9,6 @@ export const RpcErrorCode = {
   invalidRequest: -32_600,
   methodNotFound: -32_601,
   invalidParams: -32_602,
-  internal: -32_603,
   /** The upstream node could not be reached or did not answer in time. */
   upstreamUnavailable: -32_603,
   /** EIP-1474: a limit (rate, subscriptions, addresses, requests in flight) was reached. */
