@@ -1,6 +1,6 @@
 /**
  * A log that writes at most one line per key every `intervalMs` (a node that fails every 50 ms
- * must not flood stderr); the next line of a key says how many of its lines were held back.
+ * must not flood the log); the next line of a key says how many of its lines were held back.
  */
 export class ThrottledLog<F = void> {
   readonly #write: (line: string, fields: F) => void;
