@@ -63,6 +63,14 @@ export class ChainHistory {
     return head;
   }
 
+  /** Forgets every block (the log it mirrors was reset). */
+  clear(): void {
+    this.#canonical.clear();
+    this.#canonicalByHash.clear();
+    this.#orphans.clear();
+    this.#head = undefined;
+  }
+
   /** The canonical block at `number`, if held. */
   at(number: number): ChainBlock | undefined {
     return this.#canonical.get(number);
