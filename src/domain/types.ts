@@ -4,7 +4,7 @@
  * block numbers, timestamps (seconds) and indexes are integers.
  */
 
-import type { EventKind, Hex, TokenTransferEvent } from '../../packages/client/src/protocol.ts';
+import type { BlockRef, EventKind, Hex, TokenTransferEvent } from '../../packages/client/src/protocol.ts';
 
 // The wire types both sides use live in the SDK's protocol module (type-only: no runtime link
 // from the gateway to the SDK); src/domain/protocol.test-d.ts fails when the two drift.
@@ -82,3 +82,8 @@ export interface ChainLog {
 
 /** The event kinds of an `activity` subscription (PROTOCOL.md), in protocol order. */
 export const EVENT_KINDS = ['tx', 'erc20', 'erc721', 'erc1155'] as const satisfies readonly EventKind[];
+
+/** A block's place in its chain: its number, its hash and its parent's hash. */
+export interface BlockLink extends BlockRef {
+  readonly parentHash: Hex;
+}

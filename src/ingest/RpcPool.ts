@@ -17,8 +17,13 @@ export interface RpcPoolOptions {
   readonly onRequest?: (method: string, url: string, seconds: number, ok: boolean) => void;
   /** An endpoint's health changed: `true` once a request succeeds, `false` once one fails. */
   readonly onEndpoint?: (url: string, up: boolean) => void;
-  /** A ws endpoint announced a new head (`newHeads`) or its socket closed: time to ask for the head. */
-  readonly onWake?: () => void;
+  /**
+   * A ws endpoint announced a new head (`newHeads`) or its socket closed: time to ask for the
+   * head. `head` is the notification's header as the node sent it (unchecked), so that the
+   * caller may fetch that block by hash at once instead of asking for `latest` first;
+   * `undefined` when the socket closed.
+   */
+  readonly onWake?: (head?: unknown) => void;
 }
 
 /**
@@ -63,9 +68,10 @@ export class RpcPool {
     });
     if (client.transport === 'ws' && this.#options.onWake !== undefined) {
       const wake = this.#options.onWake;
-      // newHeads only wakes the poll loop: the head itself is always asked for and checked.
+      // The notification's header is handed over unchecked: whoever uses it checks it (and the
+      // block it names) as it checks any answer of the node.
       client
-        .subscribe(['newHeads'], () => wake())
+        .subscribe(['newHeads'], (head) => wake(head))
         .catch((error: unknown) => {
           if (client === this.#client && !this.#closed && error instanceof RpcFaultError) this.report(error, url);
         });

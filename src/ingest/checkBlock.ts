@@ -1,14 +1,10 @@
 import { RpcFaultError } from '../domain/errors.ts';
-import type { Hex } from '../domain/types.ts';
+import type { BlockLink, Hex } from '../domain/types.ts';
 import { excerpt } from './excerpt.ts';
 import type { RpcBlock, RpcReceipt, RpcTx } from './toChainBlock.ts';
 
 /** What ingest keeps of a block to follow the chain: its number, hash and parent. */
-export interface Header {
-  readonly number: number;
-  readonly hash: Hex;
-  readonly parentHash: Hex;
-}
+export type Header = BlockLink;
 
 /** What a block answer must be: the block asked for, by number or by hash. */
 export interface BlockExpectation {

@@ -1,5 +1,5 @@
 import { errorMessage, GatewayError, RpcFaultError } from '../domain/errors.ts';
-import type { ChainBlock, Hex } from '../domain/types.ts';
+import type { BlockLink, BlockRef, ChainBlock, Hex } from '../domain/types.ts';
 import { isMethodUnsupported } from './Capabilities.ts';
 import {
   checkBlock,
@@ -11,6 +11,7 @@ import {
   toQuantity,
   wrongChain,
 } from './checkBlock.ts';
+import { type PlanLimits, type BlockRequest as PlannedBlock, planChain } from './planChain.ts';
 import { RpcPool } from './RpcPool.ts';
 import { type RpcBlock, type RpcReceipt, toChainBlock } from './toChainBlock.ts';
 
@@ -20,7 +21,7 @@ export interface WatchChainOptions {
   readonly urls: readonly string[];
   /** The chain id the endpoints must serve; `undefined` takes whatever the first endpoint says. */
   readonly expectedChainId?: number;
-  /** How often the node is asked for its head, in ms. @default 1000 */
+  /** How often the node is asked for its head, in ms; also the wait before a round is tried again. @default 1000 */
   readonly pollIntervalMs: number;
   /** Timeout of one RPC request, in ms; a timeout fails over to the next endpoint. @default 10000 */
   readonly requestTimeoutMs: number;
@@ -41,13 +42,38 @@ export interface WatchChainOptions {
   readonly headTimeoutBlocks: number;
   /** The watchdog never fires sooner than this, in ms (a quiet chain is not a dead link). @default 30000 */
   readonly headTimeoutMinMs: number;
-  /** A new canonical block, in order of number; never called concurrently. */
-  readonly onBlock: (block: ChainBlock) => void;
-  /** A block that left the canonical chain, newest first, before the new branch's blocks. */
-  readonly onRetract: (block: Header) => void;
   /**
-   * After a reorg was applied: how many blocks it orphaned, and whether no block held (the window,
-   * fewer after a start or a revert) was an ancestor of the new branch, so that all were retracted.
+   * The canonical tail of the chain log to continue from: called once at start, once the chain id
+   * is known and checked, with up to `reorgWindowBlocks` blocks, oldest first, contiguous by parent
+   * hash (empty for a new log). Non-empty, its last block is the head and the first round catches
+   * up from it (backfill, or retractions when it is no longer canonical on the node); empty (or no
+   * `seed`), the node's latest block is the first block handed to `onBlock` before `watchChain`
+   * resolves. A rejection rejects `watchChain`.
+   */
+  readonly seed?: (chainId: number) => Promise<readonly BlockLink[]>;
+  /**
+   * A new canonical block, in order of number, continuing the last block handed over and not
+   * retracted (except after a reorg past the window); never called concurrently. Awaited: the
+   * block is ours (the head, the window) only once this resolves. A throw or rejection is a sink
+   * error ({@link onSinkError}): the round is tried again and the block handed over again.
+   */
+  readonly onBlock: (block: ChainBlock, restart: boolean) => void | Promise<void>;
+  /**
+   * A block that left the canonical chain, always the newest handed over and not yet retracted,
+   * newest first, before the new branch's blocks. Awaited like `onBlock`: the head moves to the
+   * block's parent only once this resolves.
+   */
+  readonly onRetract: (link: BlockLink) => void | Promise<void>;
+  /**
+   * `onBlock` or `onRetract` threw or rejected (the log is unreachable, the lease was lost): not a
+   * fault of the node (no failover); the round is tried again after `pollIntervalMs`.
+   * @default onError(error, the endpoint in use)
+   */
+  readonly onSinkError?: (error: unknown) => void;
+  /**
+   * After a reorg's retractions: how many blocks it orphaned, and whether no block held (the
+   * window, fewer after a start or a revert) was an ancestor of the new branch, so that all were
+   * retracted.
    */
   readonly onReorg?: (depth: number, pastWindow: boolean) => void;
   /** Blocks fetched to close a gap (beyond the one head that revealed it). */
@@ -65,13 +91,22 @@ export interface WatchChainOptions {
 /** A running chain watcher. */
 export interface ChainWatcher {
   readonly chainId: number;
-  /** The head found at start, the first block of the chain handed over. */
-  readonly startBlock: ChainBlock;
-  /** The newest canonical block. */
-  readonly head: () => Header;
+  /**
+   * The newest block handed over and not retracted: the last block `onBlock` took, or, after a
+   * retraction, the parent of the block retracted.
+   */
+  readonly head: () => BlockRef;
   /** The endpoint in use. */
   readonly currentUrl: () => string;
   readonly close: () => Promise<void>;
+}
+
+/**
+ * `onBlock` or `onRetract` failed (`cause` is what it threw): the sink's fault, not the node's.
+ * `watchChain` rejects with it when the first block is not taken after a few tries.
+ */
+export class SinkError extends Error {
+  override readonly name = 'SinkError';
 }
 
 /** A block asked for: by number, by hash, or both (then by hash, and its number is checked too). */
@@ -90,41 +125,72 @@ interface HeadHeader extends Header {
 const DEFAULT_CHAIN_ID_CHECK_MS = 60_000;
 /** Receipts fetched at once where an endpoint has no `eth_getBlockReceipts`. */
 const RECEIPT_CONCURRENCY = 8;
+/** Tries of handing over the first block at start (`pollIntervalMs` apart) before `watchChain` rejects. */
+const START_SINK_TRIES = 3;
+/** Block timestamps kept for the expected block time. */
+const TIMESTAMPS_KEPT = 33;
 
 /**
  * Follows a chain over JSON-RPC and hands over its canonical blocks in order: never a gap,
- * never a repeat, nothing a node sent that contradicts itself or the chain. Each round checks,
- * when due, that the endpoint serves the chain, then asks for its head; a higher head is caught
- * up block by block (fetched `backfillConcurrency` at a time, each checked with its receipts,
- * applied in order); a block whose parent is not the known head starts a walk back by parent
- * hash to the common ancestor within the window of recent blocks, the orphaned blocks are
- * retracted newest first, then the new branch is applied. A branch with no ancestor among the
- * blocks held (a reorg deeper than the window, or a node reset) retracts them all and continues
- * on the new branch. A head below ours is waited out for a grace period before it is followed.
- * Faults fail the round (nothing of a faulty block or of a half-fetched branch is applied) and
- * fail over to the next endpoint; a head that stops moving reconnects.
+ * never a repeat, nothing a node sent that contradicts itself or the chain. It starts from the
+ * log's tail (`seed`) or, for a new log, from the node's latest block. Each round checks, when
+ * due, that the endpoint serves the chain, then asks for its head, and steps towards it as
+ * {@link planChain} decides: a higher head is caught up block by block (fetched
+ * `backfillConcurrency` at a time, each checked with its receipts, applied in order); a block
+ * whose parent is not the head starts a walk back by parent hash to the common ancestor within
+ * the window of recent blocks, the orphaned blocks are retracted newest first, then the new
+ * branch is applied. A branch with no ancestor among the blocks held (a reorg deeper than the
+ * window, or a node reset) retracts them all and continues on the new branch. A head below ours
+ * is waited out for a grace period before it is followed. Faults of a node fail the round
+ * (nothing of a faulty block or of a half-fetched branch is applied) and fail over to the next
+ * endpoint; a head that stops moving reconnects. A sink that fails (`onBlock`, `onRetract`) fails
+ * the round without failover: what it took stays taken, the rest is tried again next round.
  */
 export async function watchChain(options: WatchChainOptions): Promise<ChainWatcher> {
   const chainIdCheckIntervalMs = options.chainIdCheckIntervalMs ?? DEFAULT_CHAIN_ID_CHECK_MS;
+  const limits: PlanLimits = {
+    windowBlocks: options.reorgWindowBlocks,
+    backfillConcurrency: options.backfillConcurrency,
+  };
   let closed = false;
   let wake: (() => void) | undefined;
+  /** A wake that came while a round ran: the next round starts at once, not after the poll interval. */
+  let wokenDuringRound = false;
+  /** The newest header a `newHeads` notification announced, not yet used. */
+  let notified: Header | undefined;
   const pool = new RpcPool({
     urls: options.urls,
     requestTimeoutMs: options.requestTimeoutMs,
     ...(options.maxResponseBytes === undefined ? {} : { maxResponseBytes: options.maxResponseBytes }),
     ...(options.capabilityRetryMs === undefined ? {} : { capabilityRetryMs: options.capabilityRetryMs }),
     onFault: options.onFault ?? options.onError,
-    onWake: () => wake?.(),
+    onWake: (raw) => {
+      // A `newHeads` header: the next round may fetch that block at once instead of asking for
+      // `latest` first (it is checked as any answer, and used only if it continues our head).
+      if (raw !== undefined) {
+        try {
+          const header = toHeader(raw, 'newHeads');
+          if (header.number > (notified?.number ?? -1)) notified = header;
+        } catch {
+          // A malformed notification only wakes the loop; `latest` is asked for as usual.
+        }
+      }
+      if (wake === undefined) wokenDuringRound = true;
+      else wake();
+    },
     ...(options.onRequest === undefined ? {} : { onRequest: options.onRequest }),
     ...(options.onEndpoint === undefined ? {} : { onEndpoint: options.onEndpoint }),
   });
+  const onSinkError = options.onSinkError ?? ((error: unknown) => options.onError(error, pool.currentUrl()));
 
-  /** The recent canonical chain by number; contiguous up to the head. */
-  const window = new Map<number, Header>();
-  const numberOf = (hash: Hex): number | undefined => {
-    for (const header of window.values()) if (header.hash === hash) return header.number;
-    return undefined;
-  };
+  /**
+   * The recent canonical chain, oldest first, contiguous by number and parent hash up to the
+   * head; at most `reorgWindowBlocks`. Changes only once the sink took a block or a retraction.
+   */
+  const held: Header[] = [];
+  /** The newest block handed over and not retracted (a placeholder until the start found one). */
+  let head: BlockRef = { number: -1, hash: '0x' };
+  const numberOf = (hash: Hex): number | undefined => held.find((link) => link.hash === hash)?.number;
 
   async function askChainId(): Promise<number> {
     return toChainId(await pool.send('eth_chainId', []));
@@ -188,14 +254,15 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     const method = asked.hash === undefined ? 'eth_getBlockByNumber' : 'eth_getBlockByHash';
     const param = asked.hash ?? toQuantity(asked.number as number);
     const call = `${method}(${param})`;
-    // Where the hash and a transaction count are known (the head), the receipts are asked for at
-    // the same time as the block: a large block's two answers then arrive together.
+    // Where the hash is known (the head) and the block may have transactions, its receipts are
+    // asked for right after it, before its answer: the two answers then arrive together.
+    const asking = pool.send(method, [param, true]);
     const early =
-      asked.hash !== undefined && (asked.txCount ?? 0) > 0 && pool.capabilities.has(pool.currentUrl(), 'blockReceipts')
+      asked.hash !== undefined && (asked.txCount ?? 1) > 0 && pool.capabilities.has(pool.currentUrl(), 'blockReceipts')
         ? pool.send('eth_getBlockReceipts', [asked.hash])
         : undefined;
     early?.catch(() => undefined); // awaited in fetchReceipts, or dropped with the block
-    const raw = await pool.send(method, [param, true]);
+    const raw = await asking;
     const { block, header } = checkBlock(raw, {
       ...(asked.number === undefined ? {} : { number: asked.number }),
       ...(asked.hash === undefined ? {} : { hash: asked.hash }),
@@ -220,39 +287,54 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     return Array.isArray(hashes) ? { ...header, txCount: hashes.length } : header;
   }
 
-  // Start: the first endpoint that answers names the chain; the latest block is the head.
-  let start: { chainId: number; head: ChainBlock } | undefined;
+  /** Asks the endpoint in use for its chain id, when due, and refuses another chain's answers. */
+  async function recheckChain(expected: number): Promise<void> {
+    if (!pool.chainCheckDue(chainIdCheckIntervalMs)) return;
+    const id = await askChainId();
+    if (id !== expected) throw wrongChain(id, expected, 'its answers are not used');
+    pool.chainChecked();
+  }
+
+  /**
+   * Reports what failed a request or a round at the endpoint in use (the node's faults as faults,
+   * anything else to `onError` unless `quiet`: at start it is in the error `watchChain` rejects
+   * with), and fails over.
+   */
+  function failover(error: unknown, quiet = false): void {
+    const url = pool.currentUrl();
+    if (error instanceof RpcFaultError) pool.report(error, url);
+    else if (!quiet) options.onError(error, url);
+    pool.failover();
+  }
+
+  // Start: the first endpoint that answers names the chain.
+  let found: number | undefined;
   const startErrors: string[] = [];
-  for (let attempt = 0; attempt < options.urls.length && start === undefined; attempt++) {
+  for (let attempt = 0; attempt < options.urls.length && found === undefined; attempt++) {
     try {
-      const chainId = await askChainId();
-      if (options.expectedChainId !== undefined && chainId !== options.expectedChainId) {
+      const id = await askChainId();
+      if (options.expectedChainId !== undefined && id !== options.expectedChainId) {
         const host = URL.canParse(pool.currentUrl()) ? new URL(pool.currentUrl()).host : 'an endpoint';
-        throw new GatewayError('BAD_CONFIG', `chains: ${host} serves chain ${chainId}, not ${options.expectedChainId}`);
+        throw new GatewayError('BAD_CONFIG', `chains: ${host} serves chain ${id}, not ${options.expectedChainId}`);
       }
       pool.chainChecked();
-      const header = await latestHeader();
-      start = { chainId, head: await fetchBlock(chainId, header) };
+      found = id;
     } catch (error) {
       if (error instanceof GatewayError && error.code === 'BAD_CONFIG') {
         pool.close();
         throw error;
       }
-      if (error instanceof RpcFaultError) pool.report(error, pool.currentUrl());
       startErrors.push(errorMessage(error));
-      pool.failover();
+      failover(error, true);
     }
   }
-  if (start === undefined) {
+  if (found === undefined) {
     pool.close();
     throw new GatewayError('RPC_FAILED', `no RPC endpoint answered: ${startErrors.join('; ')}`);
   }
-  const chainId = start.chainId;
-  const startBlock = start.head;
-  let head: Header = { number: startBlock.number, hash: startBlock.hash, parentHash: startBlock.parentHash };
-  window.set(head.number, head);
+  const chainId = found;
 
-  const recentTimestamps: number[] = [startBlock.timestamp];
+  const recentTimestamps: number[] = [];
 
   /** The median interval between recent blocks, in ms (the poll interval until there are some). */
   function expectedBlockTimeMs(): number {
@@ -262,100 +344,136 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     return median === undefined ? options.pollIntervalMs : median * 1000;
   }
 
-  function apply(block: ChainBlock): void {
-    recentTimestamps.push(block.timestamp);
-    if (recentTimestamps.length > 33) recentTimestamps.shift();
-    const header: Header = { number: block.number, hash: block.hash, parentHash: block.parentHash };
-    window.set(block.number, header);
-    window.delete(block.number - options.reorgWindowBlocks);
-    head = header;
-    options.onBlock(block);
-  }
-
-  /** Retracts the given blocks of the window, newest first, and reports the reorg. */
-  function retract(orphaned: Header[], pastWindow = false): void {
-    orphaned.sort((a, b) => b.number - a.number);
-    for (const header of orphaned) {
-      window.delete(header.number);
-      options.onRetract(header);
-    }
-    options.onReorg?.(orphaned.length, pastWindow);
-  }
-
-  /** The node went back to a block we hold (a revert): only what is above it is orphaned. */
-  function revertTo(held: Header): void {
-    retract([...window.values()].filter((h) => h.number > held.number));
-    head = held;
-  }
-
-  /** Makes `tip` (a checked block whose parent is not the head) canonical: walk back, retract, apply. */
-  async function reorgTo(tip: ChainBlock): Promise<void> {
-    const held = window.get(tip.number);
-    if (held?.hash === tip.hash) {
-      revertTo(held);
-      return;
-    }
-    if (tip.parentHash === head.hash) {
-      // Caught up blocks are fetched by number, so this is a block fetched by hash.
-      throw new RpcFaultError(
-        'inconsistent',
-        `eth_getBlockByHash(${tip.hash}) answered block ${tip.number} whose parent is our head, block ${head.number}`,
-        { method: 'eth_getBlockByHash' },
-      );
-    }
-    // The whole branch is fetched and checked before anything is retracted.
-    const branch = [tip];
-    let oldest = tip;
-    let pastWindow = false;
-    for (let steps = 0; ; steps++) {
-      const ours = window.get(oldest.number - 1);
-      if (ours?.hash === oldest.parentHash) break;
-      if (ours === undefined || steps > options.reorgWindowBlocks) {
-        pastWindow = true;
-        break;
-      }
-      const parent = await fetchBlock(chainId, { number: oldest.number - 1, hash: oldest.parentHash });
-      oldest = parent;
-      branch.unshift(parent);
-    }
-    retract(
-      [...window.values()].filter((h) => h.number >= oldest.number || pastWindow),
-      pastWindow,
-    );
-    for (const block of branch) apply(block);
-  }
-
-  async function catchUp(target: HeadHeader): Promise<void> {
-    if (target.hash === head.hash) return;
-    if (target.number <= head.number) {
-      // The node's head is at our height (or below, after the grace period) with another hash.
-      await reorgTo(await fetchBlock(chainId, target));
-      return;
-    }
-    const from = head.number + 1;
-    if (target.number > from) options.onBackfill?.(target.number - from);
-    const inflight = new Map<number, Promise<ChainBlock>>();
-    let next = from;
+  /** Awaits one call of the sink; what it throws becomes a {@link SinkError}. */
+  async function sink(what: string, call: () => void | Promise<void>): Promise<void> {
     try {
-      for (let n = from; n <= target.number && !closed; n++) {
-        while (next <= target.number && next < n + options.backfillConcurrency) {
-          const promise = fetchBlock(chainId, next === target.number ? target : { number: next });
-          promise.catch(() => undefined); // awaited below, or dropped when the round ends early
-          inflight.set(next, promise);
-          next++;
-        }
-        const block = await (inflight.get(n) as Promise<ChainBlock>);
-        inflight.delete(n);
-        if (block.parentHash !== head.hash) {
-          await reorgTo(block);
-          return;
-        }
-        apply(block);
-      }
-    } finally {
-      inflight.clear();
+      await call();
+    } catch (error) {
+      throw new SinkError(`${what}: ${errorMessage(error)}`, { cause: error });
     }
   }
+
+  /**
+   * Hands `block` over; once the sink took it, it is the head. With nothing held (a start, or
+   * every block retracted past the window) it continues nothing known: `restart` says so.
+   */
+  async function apply(block: ChainBlock): Promise<void> {
+    const restart = held.length === 0;
+    await sink(`onBlock(${block.number})`, () => options.onBlock(block, restart));
+    const link: Header = { number: block.number, hash: block.hash, parentHash: block.parentHash };
+    held.push(link);
+    if (held.length > options.reorgWindowBlocks) held.shift();
+    head = link;
+    recentTimestamps.push(block.timestamp);
+    if (recentTimestamps.length > TIMESTAMPS_KEPT) recentTimestamps.shift();
+  }
+
+  /**
+   * Retracts `links` (newest first, each the head when its turn comes), each on its own: a sink
+   * that fails half-way leaves a window whose head is the last block it still holds.
+   */
+  async function retract(links: readonly BlockLink[], pastWindow: boolean): Promise<void> {
+    if (links.length === 0) return;
+    for (const link of links) {
+      if (held.at(-1)?.hash !== link.hash) {
+        throw new Error(`watchChain: retraction of block ${link.number}, which is not the head ${head.number}`);
+      }
+      await sink(`onRetract(${link.number})`, () => options.onRetract(link));
+      held.pop();
+      head = held.at(-1) ?? { number: link.number - 1, hash: link.parentHash };
+    }
+    options.onReorg?.(links.length, pastWindow);
+  }
+
+  /** Fetches the blocks planned, at once; the head's receipts are asked for with it. */
+  async function fetchPlanned(blocks: readonly PlannedBlock[], target: HeadHeader): Promise<ChainBlock[]> {
+    const fetches = blocks.map((asked) => fetchBlock(chainId, asked.hash === target.hash ? target : asked));
+    for (const fetch of fetches) fetch.catch(() => undefined); // awaited below; the first fault fails the round
+    return Promise.all(fetches);
+  }
+
+  /**
+   * Steps towards the node's head `target` as {@link planChain} decides, until it is ours (`true`)
+   * or is to be waited for (`false`). Bounded: every step fetches or applies towards the target.
+   */
+  async function follow(target: HeadHeader, followBelow: boolean): Promise<boolean> {
+    const distance = Math.abs(target.number - head.number);
+    const maxSteps = 2 * (distance + options.reorgWindowBlocks + options.backfillConcurrency) + 4;
+    let fetched: ChainBlock[] = [];
+    for (let step = 0; step < maxSteps; step++) {
+      if (closed) return true;
+      const plan = planChain(held, { head: target, followBelow }, fetched, limits);
+      switch (plan.kind) {
+        case 'idle':
+          return true;
+        case 'behind':
+          return false;
+        case 'fetch':
+          fetched = [...(await fetchPlanned(plan.blocks, target)), ...fetched];
+          break;
+        case 'revert':
+          await retract(plan.retract, false);
+          fetched = [];
+          break;
+        case 'apply':
+          await retract(plan.retract, plan.pastWindow);
+          for (const block of plan.branch) await apply(block);
+          fetched = [];
+          break;
+      }
+    }
+    throw new Error(`watchChain: block ${target.number} not reached in ${maxSteps} steps from block ${head.number}`);
+  }
+
+  /** The seed's tail, checked to be one chain; the watcher closes if it fails. */
+  async function seedOrClose(seed: (chainId: number) => Promise<readonly BlockLink[]>): Promise<readonly BlockLink[]> {
+    try {
+      return checkTail(await seed(chainId));
+    } catch (error) {
+      pool.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Hands over the node's latest block as the first: a fault of the node fails over (each endpoint
+   * once), a sink that does not take it is tried again `pollIntervalMs` later, a few times.
+   */
+  async function startAtHead(): Promise<void> {
+    let sinkTries = 0;
+    for (let attempt = 0; attempt < options.urls.length; ) {
+      try {
+        await recheckChain(chainId);
+        await follow(await latestHeader(), false);
+        return;
+      } catch (error) {
+        if (!(error instanceof SinkError)) {
+          startErrors.push(errorMessage(error));
+          failover(error, true);
+          attempt++;
+          continue;
+        }
+        onSinkError(error.cause);
+        if (++sinkTries >= START_SINK_TRIES) {
+          pool.close();
+          throw new SinkError(
+            `the first block was not taken in ${sinkTries} tries, ${options.pollIntervalMs} ms apart: ${errorMessage(error.cause)}`,
+            { cause: error.cause },
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, options.pollIntervalMs));
+      }
+    }
+    pool.close();
+    throw new GatewayError('RPC_FAILED', `no RPC endpoint answered: ${startErrors.join('; ')}`);
+  }
+
+  // The log's tail is the head; for a new log, the node's latest block is the first block.
+  const tail = options.seed === undefined ? [] : await seedOrClose(options.seed);
+  for (const link of tail.slice(-options.reorgWindowBlocks)) held.push(link);
+  const tip = held.at(-1);
+  if (tip === undefined) await startAtHead();
+  else head = tip;
 
   let lastHeadChangeAt = performance.now();
   let lastHeadHash = head.hash;
@@ -378,10 +496,10 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
 
   /**
    * The node's head is below ours: a lagging endpoint, a load balancer between backends, or a
-   * node that went back. Only when it stays below for the grace period is it followed, and never
-   * below the window (the watchdog fails over instead).
+   * node that went back. Reported once per episode; whether the grace period is over, so that
+   * the head is followed down (never below the window: the watchdog fails over instead).
    */
-  async function behind(target: HeadHeader): Promise<void> {
+  function behind(target: HeadHeader): boolean {
     const now = performance.now();
     if (behindSince === undefined) {
       behindSince = now;
@@ -396,29 +514,27 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     }
     watchdog(undefined);
     const graceMs = Math.max(2 * expectedBlockTimeMs(), 2 * options.pollIntervalMs, 1000);
-    const held = window.get(target.number);
-    if (now - behindSince < graceMs || held === undefined) return;
-    if (held.hash === target.hash) revertTo(held);
-    else {
-      await catchUp(target);
-    }
-    behindSince = undefined;
+    return now - behindSince >= graceMs;
   }
 
   async function round(): Promise<void> {
-    if (pool.chainCheckDue(chainIdCheckIntervalMs)) {
-      const id = await askChainId();
-      if (id !== chainId) throw wrongChain(id, chainId, 'its answers are not used');
-      pool.chainChecked();
-    }
-    const target = await latestHeader();
+    await recheckChain(chainId);
+    const hint = notified;
+    notified = undefined;
+    // The node announced the child of our head: no need to ask for `latest` first.
+    const target =
+      hint !== undefined && hint.number === head.number + 1 && hint.parentHash === head.hash
+        ? hint
+        : await latestHeader();
     if (target.number < head.number) {
-      await behind(target);
+      // The episode ends once the head was followed down; below the window it goes on.
+      if (await follow(target, behind(target))) behindSince = undefined;
       return;
     }
     behindSince = undefined;
     watchdog(target);
-    await catchUp(target);
+    if (target.number > head.number + 1) options.onBackfill?.(target.number - head.number - 1);
+    await follow(target, false);
   }
 
   const loop = (async () => {
@@ -427,13 +543,17 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
         await round();
       } catch (error) {
         if (closed) break;
-        const url = pool.currentUrl();
-        if (error instanceof RpcFaultError) pool.report(error, url);
-        else options.onError(error, url);
-        behindSince = undefined;
-        pool.failover();
+        if (error instanceof SinkError) onSinkError(error.cause);
+        else {
+          behindSince = undefined;
+          failover(error);
+        }
       }
       if (closed) break;
+      if (wokenDuringRound) {
+        wokenDuringRound = false;
+        continue;
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, options.pollIntervalMs);
         wake = () => {
@@ -447,7 +567,6 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
 
   return {
     chainId,
-    startBlock,
     head: () => head,
     currentUrl: () => pool.currentUrl(),
     close: async () => {
@@ -457,4 +576,17 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
       pool.close();
     },
   };
+}
+
+/** Checks that the seed's tail is one chain, oldest first: each block the parent of the next. */
+function checkTail(tail: readonly BlockLink[]): readonly BlockLink[] {
+  for (let i = 1; i < tail.length; i++) {
+    const [parent, block] = [tail[i - 1] as BlockLink, tail[i] as BlockLink];
+    if (block.number !== parent.number + 1 || block.parentHash !== parent.hash) {
+      throw new TypeError(
+        `seed: the log's tail is not one chain: block ${block.number} (${block.hash}) does not continue block ${parent.number} (${parent.hash})`,
+      );
+    }
+  }
+  return tail;
 }
