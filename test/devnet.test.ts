@@ -87,7 +87,7 @@ describe('a gateway that cannot start', () => {
     try {
       const { code, output } = await runGatewayToExit(['--host', '127.0.0.1', '--port', String(port)], {}, 40_000);
       expect(code).toBe(1);
-      expect(output).toContain(`BAD_CONFIG: port: cannot listen on 127.0.0.1:${port}`);
+      expect(output).toContain(`BAD_CONFIG: port: 127.0.0.1:${port} is in use`);
       const devnet = /devnet: anvil at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
       expect(devnet).toBeDefined();
       await expect(rpc(devnet as string, 'eth_blockNumber')).rejects.toThrow();

@@ -108,7 +108,7 @@ describe('tls', () => {
     certFile = join(dir, 'tls.crt');
     keyFile = join(dir, 'tls.key');
     firstFingerprint = makeCertificate(certFile, keyFile);
-    // A port given, as in production: the new certificate's socket opens before the old one closes.
+    // A port given, as in production: the old listening socket closes and the new certificate's opens at once.
     gateway = await startGateway(
       ['--rpc', anvil.httpUrl, '--api-key', KEY, '--tls-cert', certFile, '--tls-key', keyFile],
       { port: await freeFixedPort() },

@@ -4,6 +4,7 @@ import type { Encoding, Frame } from '../fanout/encode.ts';
 import type { SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import type { Metrics, REFUSAL_REASONS } from '../metrics/metrics.ts';
 import type { TlsFiles } from './checkTls.ts';
+import { claimPort } from './claimPort.ts';
 import { addressKey, clientAddress, normalizeIp } from './clientAddress.ts';
 import { type Admission, type Auth, createAuth } from './createAuth.ts';
 import {
@@ -27,6 +28,12 @@ export interface ServerOptions {
   readonly host: string;
   /** 0 picks a free port. */
   readonly port: number;
+  /**
+   * Share the port with other gateway processes (SO_REUSEPORT: `--workers N`, where the kernel
+   * spreads new connections over them). Otherwise the port is this process's alone, and a port
+   * another process listens on fails the start with `BAD_CONFIG` (`is in use`). @default false
+   */
+  readonly sharedPort?: boolean;
   /** Seconds without traffic before a connection is dropped (pings are sent automatically). @default 120 */
   readonly idleTimeoutSec: number;
   /** Largest `confirmations` a subscription may ask for (reported in `welcome.limits`). @default 64 */
@@ -57,8 +64,10 @@ export interface Server {
   /** Whether it serves TLS (`wss://`, `https://`). */
   readonly secure: boolean;
   /**
-   * Serves a new certificate to new connections; open ones keep theirs and stay open. The new
-   * listening socket opens before the old one closes, so no connection is refused meanwhile.
+   * Serves a new certificate to new connections; open ones keep theirs and stay open. On a
+   * shared port the new listening socket opens before the old one closes; on a port of its own
+   * the old one closes first and the new one opens at once, so only a connection arriving in
+   * those microseconds is refused.
    */
   readonly reloadTls: (files: TlsFiles) => Promise<void>;
   /** Writes one block's frames to a connection, corked into one write; closes it with 4008 when it is too slow. */
@@ -488,8 +497,9 @@ export function createServer(options: ServerOptions): Promise<Server> {
       })
       .get('/healthz', (res) => httpText(res, '200 OK', 'ok\n'))
       .get('/readyz', (res) => {
-        if (chains.ready()) httpText(res, '200 OK', 'ready\n');
-        else httpText(res, '503 Service Unavailable', 'a chain head is stale\n');
+        const unready = chains.unready();
+        if (unready === undefined) httpText(res, '200 OK', 'ready\n');
+        else httpText(res, '503 Service Unavailable', `${unready}\n`);
       })
       .get('/metrics', (res) => {
         let aborted = false;
@@ -554,7 +564,13 @@ export function createServer(options: ServerOptions): Promise<Server> {
     }
   };
 
-  const listener = createListener(buildApp(options.tls), options.host, options.port, metrics, log);
+  const listener = createListener(buildApp(options.tls), {
+    host: options.host,
+    port: options.port,
+    shared: options.sharedPort === true,
+    metrics,
+    log,
+  });
   return listener.ready.then((port) => ({
     port,
     secure: options.tls !== undefined,
@@ -575,20 +591,50 @@ export function createServer(options: ServerOptions): Promise<Server> {
 }
 
 /**
- * The listening socket of the current app. It keeps the process from spinning when it runs out
+ * uSockets' `LIBUS_LISTEN_EXCLUSIVE_PORT`: listen without SO_REUSEPORT. The native binary exports
+ * it; the typings declare it only inside an enum (`ListenOptions`) that the binary lacks.
+ */
+const LISTEN_EXCLUSIVE_PORT =
+  (uWS as unknown as { readonly LIBUS_LISTEN_EXCLUSIVE_PORT?: number }).LIBUS_LISTEN_EXCLUSIVE_PORT ?? 1;
+/** uSockets' `LIBUS_LISTEN_DEFAULT`: SO_REUSEPORT on a port given (not on port 0, which the kernel picks). */
+const LISTEN_SHARED_PORT = 0;
+
+type ListenCallback = (listening: uWS.us_listen_socket | false) => void;
+
+/**
+ * `app.listen(host, port, options, cb)`: the native binding takes the options after the port (and
+ * calls `cb` before it returns), but the typings lack this overload.
+ */
+function listenWith(app: uWS.TemplatedApp, host: string, port: number, options: number, cb: ListenCallback): void {
+  const listen = app.listen as unknown as (host: string, port: number, options: number, cb: ListenCallback) => unknown;
+  listen.call(app, host, port, options, cb);
+}
+
+/** Options of {@link createListener}. */
+interface ListenerOptions {
+  readonly host: string;
+  /** 0: the kernel picks a free port, which relistens and swaps then keep. */
+  readonly port: number;
+  /** SO_REUSEPORT: other processes may listen on the port too (`--workers`). */
+  readonly shared: boolean;
+  readonly metrics: Metrics;
+  readonly log: (message: string) => void;
+}
+
+/**
+ * The listening socket of the current app, on a port of its own (no SO_REUSEPORT: a second
+ * gateway on the port fails to start instead of taking half the new connections) or, when
+ * `shared`, on a port other processes share. It keeps the process from spinning when it runs out
  * of file descriptors: uWS keeps trying to accept on a listening socket whose connections it
  * cannot take (a full core, nothing served). Before that happens, accepting stops (the listening
  * socket closes: new connections are refused at once) and starts again on the same port once
- * enough descriptors are free. A swap to another app (a new certificate) listens on the same
- * port before the old socket closes: both are bound with SO_REUSEPORT for that moment.
- * (On a port the kernel picked, `--port 0`, the old socket closes first.)
+ * enough descriptors are free. A swap to another app (a new certificate) on a shared port listens
+ * before the old socket closes; on a port of its own the old socket closes first and the new one
+ * listens at once.
  */
 function createListener(
   first: uWS.TemplatedApp,
-  host: string,
-  requestedPort: number,
-  metrics: Metrics,
-  log: (message: string) => void,
+  { host, port: requestedPort, shared, metrics, log }: ListenerOptions,
 ): {
   readonly ready: Promise<number>;
   readonly swap: (app: uWS.TemplatedApp) => Promise<void>;
@@ -605,6 +651,10 @@ function createListener(
   let lastFailureLogAt = Number.NEGATIVE_INFINITY;
   const limit = openFilesLimit();
   const counter = openFilesCounter();
+  const listenOptions = shared ? LISTEN_SHARED_PORT : LISTEN_EXCLUSIVE_PORT;
+  /** Listens with `listeningApp` on the port in use, as this listener always does (shared or not). */
+  const listen = (listeningApp: uWS.TemplatedApp, cb: ListenCallback): void =>
+    listenWith(listeningApp, host, port, listenOptions, cb);
 
   const check = (): void => {
     if (closed || relistening || limit === undefined || counter === undefined) return;
@@ -619,13 +669,13 @@ function createListener(
     } else if (token === undefined && free >= Math.max(64, Math.ceil(limit / 20))) {
       relistening = true;
       const listeningApp = app;
-      listeningApp.listen(host, port, (listening) => {
+      listen(listeningApp, (listening) => {
         relistening = false;
         if (listening === false) {
           // Tried again at the next check; said once a second at most.
           if (performance.now() - lastFailureLogAt > 1000) {
             lastFailureLogAt = performance.now();
-            log(`transport: cannot listen on ${host}:${port} again (the port is taken?): retrying`);
+            log(`transport: cannot listen on ${host}:${port} again (another process took the port?): retrying`);
           }
           return;
         }
@@ -640,10 +690,45 @@ function createListener(
     }
   };
 
+  /**
+   * Listens with the first app. On port 0 it takes the port the kernel picks and listens again on
+   * it by number: uSockets sets SO_REUSEADDR (and SO_REUSEPORT when shared) only on a port given,
+   * and a socket without it cannot listen again (a reload, after a pause) while connections it
+   * accepted are open.
+   */
+  const listenFirst = (cb: ListenCallback): void => {
+    if (requestedPort !== 0) {
+      listen(first, cb);
+      return;
+    }
+    listen(first, (picked) => {
+      if (picked === false) {
+        cb(false);
+        return;
+      }
+      port = uWS.us_socket_local_port(picked);
+      uWS.us_listen_socket_close(picked);
+      listen(first, (again) => {
+        if (again !== false) {
+          cb(again);
+          return;
+        }
+        // Another process took it in that moment: a port the kernel picks, as asked.
+        port = 0;
+        listen(first, cb);
+      });
+    });
+  };
+
   const ready = new Promise<number>((resolve, reject) => {
-    first.listen(host, requestedPort, (listening) => {
+    listenFirst((listening) => {
       if (listening === false) {
-        reject(new GatewayError('BAD_CONFIG', `port: cannot listen on ${host}:${requestedPort}`));
+        // uWS says only that it failed: Node's own listen on the same address says why (in use,
+        // not allowed, not an address here).
+        claimPort(host, requestedPort).then(
+          () => reject(new GatewayError('BAD_CONFIG', `port: cannot listen on ${host}:${requestedPort}`)),
+          reject,
+        );
         return;
       }
       token = listening;
@@ -677,29 +762,37 @@ function createListener(
           app = next;
           resolve();
         };
-        next.listen(host, port, (listening) => {
-          if (listening !== false) {
-            const old = token;
-            take(listening);
-            if (old !== undefined) uWS.us_listen_socket_close(old);
-            return;
-          }
-          // No second socket on the port (uWS sets SO_REUSEPORT only on a port given, not on one
-          // the kernel picked): close the old one and listen again at once, in the same turn of
-          // the loop, so only a connection arriving in those microseconds is refused.
+        // Close the old socket and listen again at once (uWS listens before it returns, so in the
+        // same turn of the loop): only a connection arriving in those microseconds is refused.
+        const closeFirst = (): void => {
           if (token !== undefined) uWS.us_listen_socket_close(token);
           token = undefined;
-          next.listen(host, port, (again) => {
+          listen(next, (again) => {
             if (again !== false) {
               take(again);
               return;
             }
+            // Another process took the port in that moment: keep serving the old certificate if we can.
             apps.pop();
-            app.listen(host, port, (old) => {
+            listen(app, (old) => {
               if (old !== false) token = old;
             });
             reject(new GatewayError('BAD_CONFIG', `port: cannot listen on ${host}:${port} with the new certificate`));
           });
+        };
+        if (!shared) {
+          closeFirst();
+          return;
+        }
+        listen(next, (listening) => {
+          if (listening === false) {
+            // No second socket on the port (one the kernel picked, listened on without SO_REUSEPORT).
+            closeFirst();
+            return;
+          }
+          const old = token;
+          take(listening);
+          if (old !== undefined) uWS.us_listen_socket_close(old);
         });
       }),
     close: () => {
