@@ -262,6 +262,37 @@ describe('loadConfig: auth and TLS', () => {
   });
 });
 
+describe('loadConfig: scale out', () => {
+  it('reads --redis, --role, --workers and --lease-ms, and their variables', () => {
+    const config = loadConfig(['--redis', 'redis://127.0.0.1:6390', '--role', 'ingest', '--lease-ms', '1500'], {
+      BLOCKCAST_WORKERS: '1',
+    });
+    expect(config).toMatchObject({ redis: 'redis://127.0.0.1:6390', role: 'ingest', workers: 1, leaseMs: 1500 });
+    expect(loadConfig(['--workers', '4'], { BLOCKCAST_REDIS: 'redis://r:6379' }).workers).toBe(4);
+    expect(DEFAULTS).toMatchObject({ redis: '', role: 'all', workers: 1 });
+  });
+
+  it('refuses what cannot work, saying what to give', () => {
+    expect(() => loadConfig(['--role', 'gateway'], {})).toThrow(
+      /--role gateway needs the chain log shared through Redis: give --redis/,
+    );
+    expect(() => loadConfig(['--workers', '2'], {})).toThrow(/--workers 2 needs the chain log shared through Redis/);
+    expect(() => loadConfig(['--role', 'boss'], {})).toThrow(/role: --role must be one of all, ingest, gateway/);
+    expect(() => loadConfig(['--redis', 'http://x'], {})).toThrow(
+      /redis: --redis must be a URL like redis:\/\/HOST:PORT/,
+    );
+    // The value is not repeated: it may hold a password.
+    expect(() => loadConfig(['--redis', 'secret-password'], {})).toThrow(/^(?!.*secret-password)/s);
+    expect(() => loadConfig(['--redis', 'redis://r:1', '--workers', '2', '--port', '0'], {})).toThrow(/not 0/);
+    expect(() => loadConfig(['--redis', 'redis://r:1', '--role', 'ingest', '--workers', '2'], {})).toThrow(
+      /--role ingest runs none/,
+    );
+    expect(() => loadConfig(['--redis', 'redis://r:1', '--role', 'gateway', '--rpc', 'http://n'], {})).toThrow(
+      /--chain ID=URL/,
+    );
+  });
+});
+
 describe('usage', () => {
   it('lists every flag with its environment variable', () => {
     const text = usage();

@@ -71,6 +71,14 @@ export interface Config extends AuthSettings {
   readonly headTimeoutMinSec: number;
   /** Largest `confirmations` a subscription may ask for. */
   readonly maxConfirmations: number;
+  /** The chain log on Redis Streams (`redis://HOST:PORT`), shared by processes; '' keeps it in this process. */
+  readonly redis: string;
+  /** What this process runs: ingest and a gateway (`all`), only ingest (writes the log), only a gateway (reads it). */
+  readonly role: 'all' | 'ingest' | 'gateway';
+  /** Gateway processes sharing the port (SO_REUSEPORT), fed by the same log; more than 1 needs `redis`. */
+  readonly workers: number;
+  /** How long a chain's lead lasts without renewal, in ms: a standby takes over within about that. */
+  readonly leaseMs: number;
 }
 
 /** Every default, in one place. */
@@ -143,6 +151,10 @@ export const DEFAULTS: Config = Object.freeze({
   headTimeoutBlocks: 10,
   headTimeoutMinSec: 30,
   maxConfirmations: 64,
+  redis: '',
+  role: 'all',
+  workers: 1,
+  leaseMs: 3000,
 });
 
 interface Option {
@@ -405,6 +417,34 @@ export const OPTIONS: readonly Option[] = [
     help: 'methods /rpc sends on to the node, comma-separated (replaces the default list)',
   },
   {
+    key: 'redis',
+    flag: '--redis',
+    env: 'BLOCKCAST_REDIS',
+    value: 'URL',
+    help: 'keep the chain log on Redis Streams (redis://HOST:PORT), shared by ingest and gateway processes',
+  },
+  {
+    key: 'role',
+    flag: '--role',
+    env: 'BLOCKCAST_ROLE',
+    value: 'all|ingest|gateway',
+    help: 'run ingest and a gateway (all), only ingest (writes the chain log), or only a gateway (reads it; needs --redis)',
+  },
+  {
+    key: 'workers',
+    flag: '--workers',
+    env: 'BLOCKCAST_WORKERS',
+    help: 'gateway processes sharing the port, fed by one chain log (more than 1 needs --redis)',
+    range: [1, 256],
+  },
+  {
+    key: 'leaseMs',
+    flag: '--lease-ms',
+    env: 'BLOCKCAST_LEASE_MS',
+    help: "how long a chain's lead lasts unrenewed: a standby ingest takes over within about that",
+    range: [300, 600_000],
+  },
+  {
     key: 'devnetBlockTimeSec',
     flag: '--devnet-block-time-sec',
     env: 'BLOCKCAST_DEVNET_BLOCK_TIME_SEC',
@@ -491,8 +531,9 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
     values['allowedOrigins'] = [...((values['allowedOrigins'] as string[] | undefined) ?? []), ...origins];
     return;
   }
-  if (option.key === 'logLevel' || option.key === 'logFormat') {
-    const allowed: readonly string[] = option.key === 'logLevel' ? LOG_LEVELS : ['auto', 'json', 'pretty'];
+  if (option.key === 'logLevel' || option.key === 'logFormat' || option.key === 'role') {
+    const allowed: readonly string[] =
+      option.key === 'logLevel' ? LOG_LEVELS : option.key === 'role' ? ROLES : ['auto', 'json', 'pretty'];
     if (!allowed.includes(raw)) {
       throw new GatewayError(
         'BAD_CONFIG',
@@ -512,6 +553,10 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
       );
     }
     values['forwardMethods'] = methods;
+    return;
+  }
+  if (option.key === 'redis') {
+    values['redis'] = checkRedisUrl(raw, from);
     return;
   }
   if (option.key === 'rpc') {
@@ -539,6 +584,23 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
     );
   }
   values[option.key] = n;
+}
+
+/** What `--role` accepts. */
+const ROLES: readonly Config['role'][] = ['all', 'ingest', 'gateway'];
+
+function checkRedisUrl(raw: string, from: string): string {
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined || !['redis:', 'rediss:'].includes(parsed.protocol) || parsed.hostname === '') {
+    // Not the value itself: it may hold a password.
+    throw new GatewayError('BAD_CONFIG', `redis: ${from} must be a URL like redis://HOST:PORT (or rediss:// for TLS)`);
+  }
+  return raw;
 }
 
 function splitList(raw: string): string[] {
@@ -692,6 +754,33 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   const guarded =
     config.apiKeyHashes.length > 0 || config.keysFile !== '' || config.jwtSecret !== '' || config.jwtPublicKey !== '';
   if (!hostGiven) (config as { host: string }).host = guarded ? '0.0.0.0' : DEFAULTS.host;
+  if (config.redis === '' && config.role !== 'all') {
+    throw new GatewayError(
+      'BAD_CONFIG',
+      `role: --role ${config.role} needs the chain log shared through Redis: give --redis redis://HOST:PORT`,
+    );
+  }
+  if (config.redis === '' && config.workers > 1) {
+    throw new GatewayError(
+      'BAD_CONFIG',
+      `workers: --workers ${config.workers} needs the chain log shared through Redis: give --redis redis://HOST:PORT`,
+    );
+  }
+  if (config.workers > 1 && config.port === 0) {
+    throw new GatewayError(
+      'BAD_CONFIG',
+      'workers: --workers shares one port between processes: give it with --port (not 0)',
+    );
+  }
+  if (config.role === 'ingest' && config.workers > 1) {
+    throw new GatewayError('BAD_CONFIG', 'workers: --workers runs gateway processes; --role ingest runs none');
+  }
+  if (config.role === 'gateway' && config.rpc.length > 0) {
+    throw new GatewayError(
+      'BAD_CONFIG',
+      'rpc: a gateway (--role gateway) reads its chains from the log; name a node for /rpc calls and the mempool with --chain ID=URL',
+    );
+  }
   if (config.maxConfirmations >= config.historyWindowBlocks) {
     throw new GatewayError(
       'BAD_CONFIG',

@@ -1,18 +1,22 @@
 /**
- * The wiring of one chain, from its RPC endpoints to fan-out: the chain watcher (canonical
- * blocks, retractions), its feed and history, the mempool watcher, and their metrics. Part of
- * the composition root: `src/main.ts` calls it once per configured chain.
+ * The wiring of one chain, in two halves joined only by the chain log. {@link leadChain} is
+ * ingest: it competes for the chain's lease and, while it leads, follows the node and appends
+ * what the canonical chain did to the log. {@link serveChain} is a gateway's: it reads the log
+ * into the chain's feed (history, fan-out per depth, the ledger of what was sent), watches the
+ * mempool and forwards `/rpc` calls where it has the chain's node. Part of the composition root.
  */
+import { hostname } from 'node:os';
+import { ChainHistory } from './chainlog/ChainHistory.ts';
+import type { ChainLogBackend, ChainLogWriter, LogEntry } from './chainlog/ChainLog.ts';
 import type { Config } from './config.ts';
-import { errorMessage, RPC_FAULTS, type RpcFaultError } from './domain/errors.ts';
+import { errorMessage, GatewayError, RPC_FAULTS, type RpcFaultError } from './domain/errors.ts';
 import type { ChainBlock, TxEvent } from './domain/types.ts';
-import { ChainFeed } from './fanout/ChainFeed.ts';
+import { ChainFeed, type FanoutObserver } from './fanout/ChainFeed.ts';
 import type { Fanout, FanoutResult, Peer } from './fanout/Fanout.ts';
-import { ChainHistory } from './history/ChainHistory.ts';
 import type { SubscriptionIndex } from './index/SubscriptionIndex.ts';
 import { createForwarder, type ForwardOutcome } from './ingest/createForwarder.ts';
 import { ThrottledLog } from './ingest/ThrottledLog.ts';
-import { watchChain } from './ingest/watchChain.ts';
+import { type ChainWatcher, watchChain } from './ingest/watchChain.ts';
 import { watchPending } from './ingest/watchPending.ts';
 import type { LogFields, Logger } from './log.ts';
 import type { Metrics } from './metrics/metrics.ts';
@@ -23,38 +27,10 @@ export interface ChainSource {
   readonly chainId?: number;
 }
 
-/** What {@link followChain} needs from the composition root. */
-export interface FollowChainDeps<O extends Peer> {
-  readonly config: Config;
-  readonly fanout: Fanout<O>;
-  readonly index: SubscriptionIndex<O>;
-  readonly metrics: Metrics;
-  readonly logger: Logger;
-}
-
-/** Another consumer of a chain's blocks, retractions and mempool (the `/rpc` subscriptions). */
-export interface ChainListener {
-  /** A canonical block, after the feed has it. */
-  readonly block: (block: ChainBlock) => void;
-  /** A block undone by a reorg (newest first), after the feed retracted it. */
-  readonly retract: (block: ChainBlock) => void;
-  readonly pending: (events: readonly TxEvent[]) => void;
-  /** Whether it wants the mempool watched. */
-  readonly wantsPending: () => boolean;
-}
-
-/** A followed chain: its feed (history, fan-out per depth), its other listeners, calls sent on to its node, and a `close()`. */
-export interface FollowedChain<O extends Peer> {
-  readonly feed: ChainFeed<O>;
-  /** Adds a listener of blocks, retractions and the mempool. */
-  readonly listen: (listener: ChainListener) => void;
-  /** Sends a client's call to the chain's node (the endpoint ingest follows), on a connection of its own. */
-  readonly forward: (method: string, params: readonly unknown[]) => Promise<ForwardOutcome>;
-  readonly close: () => Promise<void>;
-}
-
 /** Calls waiting for a chain's node at once for clients (`/rpc`), over every connection. */
 const MAX_FORWARDS_IN_FLIGHT = 256;
+/** Longest wait between two tries of ingest after a failure (doubling from the poll interval). */
+const MAX_RETRY_MS = 10_000;
 
 /** Host label of an RPC URL for metrics and logs: never its path or credentials (API keys). */
 export function endpointLabel(url: string): string {
@@ -63,6 +39,11 @@ export function endpointLabel(url: string): string {
   } catch {
     return 'invalid';
   }
+}
+
+/** A name for this process as a chain's leader: host, pid and a random suffix (unique per start). */
+export function processOwner(): string {
+  return `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
 }
 
 /**
@@ -78,19 +59,39 @@ function reorgMessage(depth: number, pastWindow: boolean, windowBlocks: number):
   return `${reorg}: no common ancestor with the node among them, all the blocks held (fewer than the reorg window of ${windowBlocks}): the node was reset or is on another branch; all retracted, following it`;
 }
 
-/** Starts following one chain and resolves once its id and head are known. */
-export async function followChain<O extends Peer>(
-  source: ChainSource,
-  deps: FollowChainDeps<O>,
-): Promise<FollowedChain<O>> {
-  const { config, fanout, index, metrics } = deps;
-  /** Lines about this chain carry its id (once known) and what they are about. */
+/** What {@link leadChain} needs from the composition root. */
+export interface LeadChainDeps {
+  readonly config: Config;
+  readonly log: ChainLogBackend;
+  /** This process's name as a leader ({@link processOwner}). */
+  readonly owner: string;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+/** Ingest of one chain: leading it, or standing by to. */
+export interface LedChain {
+  readonly chainId: number;
+  /** The chain's endpoints, in failover order. */
+  readonly urls: readonly string[];
+  /** The endpoint ingest uses now (the first while it stands by). */
+  readonly currentUrl: () => string;
+  readonly close: () => Promise<void>;
+}
+
+/**
+ * Starts ingest of one chain: resolves once the chain's id is known and this process either
+ * leads the chain (the log has the node's head) or stands by. While leading, every canonical
+ * block and retraction goes to the log, fenced by the lease; a lost lease (another process took
+ * over) stops the watcher and competes again; a failure after start is retried with backoff,
+ * from the log's tip, so nothing is skipped or written twice. A failure before the first start
+ * (no endpoint answers, the wrong chain) rejects.
+ */
+export async function leadChain(source: ChainSource, deps: LeadChainDeps): Promise<LedChain> {
+  const { config, metrics, owner } = deps;
+  let chain: string | undefined = source.chainId === undefined ? undefined : String(source.chainId);
   const logger = (component: string, fields: LogFields = {}): Logger =>
     deps.logger.child({ ...(chain === undefined ? {} : { chain: Number(chain) }), component, ...fields });
-  let feed: ChainFeed<O> | undefined;
-  // The chain label of every series; until the first endpoint names the chain, nothing is set
-  // under a made-up one: faults wait in `earlyFaults`, endpoint states in `endpointStates`.
-  let chain: string | undefined = source.chainId === undefined ? undefined : String(source.chainId);
   const earlyFaults: Array<{ endpoint: string; reason: string }> = [];
   // The last state the pool reported of each URL, kept from the first request on: states seen
   // before the chain is known are applied once it is, never guessed (the pool reports changes only).
@@ -103,153 +104,373 @@ export async function followChain<O extends Peer>(
   };
   // One line per endpoint and reason every 10 s at most: a node failing each poll must not flood the log.
   const faultLog = new ThrottledLog<LogFields>((line, fields) => logger('ingest', fields).warn({}, line), 10_000);
-
   const onFault = (fault: RpcFaultError, url: string): void => {
     const endpoint = endpointLabel(url);
     if (chain === undefined) earlyFaults.push({ endpoint, reason: fault.fault });
     else metrics.rpcFaults.inc({ chain, endpoint, reason: fault.fault });
     faultLog.write(
       `${endpoint} ${fault.fault}`,
-      `chain ${chain ?? '?'}: rpc ${endpoint}: ${fault.fault} (${fault.method ?? 'no request'}): ${fault.message}`,
+      `chain ${chain ?? '?'}: rpc ${endpointLabel(url)}: ${fault.fault} (${fault.method ?? 'no request'}): ${fault.message}`,
       { endpoint, reason: fault.fault, method: fault.method },
     );
   };
-  // When ingest handed over the block being fanned out: the start of block-to-write latency.
-  let receivedAt = 0;
-  const listeners: ChainListener[] = [];
+  const sinkLog = new ThrottledLog<LogFields>((line) => logger('log').warn({}, line), 10_000);
 
+  let closed = false;
+  let stop: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    stop = resolve;
+  });
+  let watcher: ChainWatcher | undefined;
+  let hasStarted = false;
+  let resolveStart: (chainId: number) => void = () => undefined;
+  let rejectStart: (error: unknown) => void = () => undefined;
+  const startedOnce = new Promise<number>((resolve, reject) => {
+    resolveStart = resolve;
+    rejectStart = reject;
+  });
+  const started = (chainId: number): void => {
+    hasStarted = true;
+    resolveStart(chainId);
+  };
+
+  /** One term: waits for the lease, follows the chain while it holds it; resolves when it ends. */
+  async function term(): Promise<void> {
+    let writer: ChainLogWriter | undefined;
+    let release: (() => Promise<void>) | undefined;
+    let lost: Promise<void> = stopped;
+    try {
+      watcher = await watchChain({
+        urls: source.urls,
+        ...(source.chainId === undefined ? {} : { expectedChainId: source.chainId }),
+        pollIntervalMs: config.pollIntervalMs,
+        requestTimeoutMs: config.rpcTimeoutMs,
+        maxResponseBytes: config.rpcMaxResponseBytes,
+        reorgWindowBlocks: config.reorgWindowBlocks,
+        backfillConcurrency: config.backfillConcurrency,
+        headTimeoutBlocks: config.headTimeoutBlocks,
+        headTimeoutMinMs: config.headTimeoutMinSec * 1000,
+        seed: async (chainId) => {
+          chain = String(chainId);
+          const lease = deps.log.lead(chainId, owner);
+          release = lease.release;
+          metrics.logLeading.set({ chain: String(chainId) }, 0);
+          // Not leading within a second: another process leads; the start does not wait for it.
+          const standingBy = setTimeout(() => {
+            logger('log').info({}, `chain ${chainId}: another process leads it: standing by`);
+            started(chainId);
+          }, 1000);
+          writer = await Promise.race([lease.acquired, stopped.then(() => undefined)]);
+          clearTimeout(standingBy);
+          if (writer === undefined) throw new GatewayError('RPC_FAILED', 'stopping');
+          lost = lease.lost;
+          metrics.logLeading.set({ chain: String(chainId) }, 1);
+          logger('log', { fence: writer.fence }).info(
+            {},
+            `chain ${chainId}: leading (fence ${writer.fence}) in the ${deps.log.kind === 'redis' ? 'Redis' : 'in-process'} log`,
+          );
+          return writer.tail(config.reorgWindowBlocks);
+        },
+        onBlock: async (block, restart) => {
+          await (writer as ChainLogWriter).append({ kind: 'add', block, ...(restart ? { restart } : {}) });
+          const labels = { chain: String(block.chainId) };
+          metrics.logAppends.inc({ ...labels, kind: 'add' });
+          metrics.blocksIngested.inc(labels);
+        },
+        onRetract: async (link) => {
+          await (writer as ChainLogWriter).append({ kind: 'retract', link });
+          metrics.logAppends.inc({ chain: chain as string, kind: 'retract' });
+        },
+        onSinkError: (error) =>
+          sinkLog.write(
+            'append',
+            `chain ${chain ?? '?'}: cannot append to the chain log (${errorMessage(error)}): trying again`,
+            {},
+          ),
+        onReorg: (depth, pastWindow) => {
+          if (chain === undefined) return;
+          const labels = { chain };
+          metrics.reorgs.inc(labels);
+          metrics.reorgDepth.observe(labels, depth);
+          if (pastWindow) metrics.deepReorgs.inc(labels);
+          logger('ingest', { depth }).info(
+            {},
+            `chain ${chain}: ${reorgMessage(depth, pastWindow, config.reorgWindowBlocks)}`,
+          );
+        },
+        onBackfill: (blocks) => {
+          if (chain !== undefined) metrics.backfilled.inc({ chain }, blocks);
+        },
+        onError: (error, url) =>
+          logger('ingest', { endpoint: endpointLabel(url) }).warn(
+            { err: error },
+            `chain ${chain ?? '?'}: rpc ${endpointLabel(url)}: ${errorMessage(error)}`,
+          ),
+        onFault,
+        onRequest: (method, url, seconds, ok) => {
+          const labels = { endpoint: endpointLabel(url), method };
+          metrics.rpcDuration.observe(labels, seconds);
+          // Adding 0 on success creates the series, so an error rate reads 0 rather than nothing.
+          metrics.rpcErrors.inc(labels, ok ? 0 : 1);
+        },
+        onEndpoint: (url, up) => {
+          endpointStates.set(url, up);
+          showEndpoint(endpointLabel(url));
+        },
+      });
+      const chainId = watcher.chainId;
+      for (const endpoint of new Set(source.urls.map(endpointLabel))) {
+        // 0 for an endpoint not asked yet: up means its last request succeeded.
+        showEndpoint(endpoint);
+        // Every reason at zero from the start, so that dashboards show a zero rather than no series.
+        for (const reason of RPC_FAULTS) metrics.rpcFaults.inc({ chain: String(chainId), endpoint, reason }, 0);
+      }
+      for (const { endpoint, reason } of earlyFaults.splice(0)) {
+        metrics.rpcFaults.inc({ chain: String(chainId), endpoint, reason });
+      }
+      started(chainId);
+      await Promise.race([lost, stopped]);
+      if (!closed) {
+        metrics.logLeading.set({ chain: String(chainId) }, 0);
+        logger('log').warn(
+          {},
+          `chain ${chainId}: lost the lead of its log (another process took over, or the log is unreachable): competing again`,
+        );
+      }
+    } finally {
+      const ending = watcher;
+      watcher = undefined;
+      await ending?.close();
+      await release?.();
+    }
+  }
+
+  // A failure before the first start rejects (a wrong configuration must not retry forever);
+  // after it, each term that ends is followed by another, with backoff.
+  const loop = (async () => {
+    let waitMs = config.pollIntervalMs;
+    while (!closed) {
+      const begun = performance.now();
+      try {
+        await term();
+      } catch (error) {
+        if (!hasStarted) {
+          rejectStart(error);
+          return;
+        }
+        if (closed) break;
+        logger('ingest').warn(
+          { err: error },
+          `chain ${chain ?? '?'}: ingest stopped: ${errorMessage(error)}: starting again`,
+        );
+      }
+      if (closed) break;
+      waitMs = performance.now() - begun > 30_000 ? config.pollIntervalMs : Math.min(MAX_RETRY_MS, waitMs * 2);
+      await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, waitMs).unref())]);
+    }
+  })();
+  const chainId = await startedOnce;
+  return {
+    chainId,
+    urls: source.urls,
+    currentUrl: () => watcher?.currentUrl() ?? (source.urls[0] as string),
+    close: async () => {
+      closed = true;
+      stop();
+      await loop;
+    },
+  };
+}
+
+/** What {@link serveChain} needs from the composition root. */
+export interface ServeChainDeps<O extends Peer> {
+  readonly config: Config;
+  readonly log: ChainLogBackend;
+  readonly fanout: Fanout<O>;
+  readonly index: SubscriptionIndex<O>;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Also told of every fan-out pass. */
+  readonly observe?: FanoutObserver;
+}
+
+/** Another consumer of a chain's blocks, retractions and mempool (the `/rpc` subscriptions). */
+export interface ChainListener {
+  /** A canonical block, after the feed has it. */
+  readonly block: (block: ChainBlock) => void;
+  /** A block undone by a reorg (newest first), after the feed retracted it. */
+  readonly retract: (block: ChainBlock) => void;
+  readonly pending: (events: readonly TxEvent[]) => void;
+  /** Whether it wants the mempool watched. */
+  readonly wantsPending: () => boolean;
+}
+
+/** A chain a gateway serves: its feed (history, fan-out per depth), other listeners, calls to its node. */
+export interface ServedChain<O extends Peer> {
+  readonly feed: ChainFeed<O>;
+  /** Adds a listener of blocks, retractions and the mempool. */
+  readonly listen: (listener: ChainListener) => void;
+  /** Sends a client's call to the chain's node on a connection of its own (an error where the gateway has none). */
+  readonly forward: (method: string, params: readonly unknown[]) => Promise<ForwardOutcome>;
+  /** Whether the gateway reads the chain's log now. */
+  readonly connected: () => boolean;
+  readonly close: () => Promise<void>;
+}
+
+/** The chain's node, where this gateway has one: for the mempool and forwarded calls. */
+export interface ChainNode {
+  readonly urls: readonly string[];
+  /** The endpoint to forward to now (ingest's, when it runs in this process). */
+  readonly currentUrl: () => string;
+}
+
+/**
+ * Serves one chain from its log: reads the recent window into the feed, then every entry as it
+ * comes, and resolves once the window is read (a resume can be served). Fan-out runs on each
+ * entry; an exception in it is logged and counted, never felt by ingest.
+ */
+export async function serveChain<O extends Peer>(
+  chainId: number,
+  node: ChainNode | undefined,
+  deps: ServeChainDeps<O>,
+): Promise<ServedChain<O>> {
+  const { config, fanout, index, metrics } = deps;
+  const chain = String(chainId);
+  const logger = (component: string, fields: LogFields = {}): Logger =>
+    deps.logger.child({ chain: chainId, component, ...fields });
+  const listeners: ChainListener[] = [];
+  // When the log handed over the block being fanned out: the start of block-to-write latency.
+  let receivedAt = 0;
   const observe = (sent: FanoutResult, seconds: number, kind: 'publish' | 'retract'): void => {
     metrics.fanoutDuration.observe(seconds);
     // Delivery is synchronous: when fan-out returns, the last frame is in a socket.
-    if (kind === 'publish' && sent.connections > 0 && chain !== undefined) {
+    if (kind === 'publish' && sent.connections > 0) {
       metrics.blockToWrite.observe({ chain }, (performance.now() - receivedAt) / 1000);
     }
     metrics.messagesSent.inc({ channel: 'blocks' }, sent.blockMessages);
     metrics.messagesSent.inc({ channel: 'activity' }, sent.activityMessages);
     metrics.bytesSent.inc({ channel: 'blocks' }, sent.blockBytes);
     metrics.bytesSent.inc({ channel: 'activity' }, sent.activityBytes);
+    deps.observe?.(sent, seconds, kind);
   };
+  const feed = new ChainFeed(chainId, new ChainHistory(config.historyWindowBlocks), fanout, index, observe);
+  const faultLog = new ThrottledLog<LogFields>((line) => logger('gateway').warn({}, line), 10_000);
+  let connected = true;
 
-  const watcher = await watchChain({
-    urls: source.urls,
-    ...(source.chainId === undefined ? {} : { expectedChainId: source.chainId }),
-    pollIntervalMs: config.pollIntervalMs,
-    requestTimeoutMs: config.rpcTimeoutMs,
-    maxResponseBytes: config.rpcMaxResponseBytes,
-    reorgWindowBlocks: config.reorgWindowBlocks,
-    backfillConcurrency: config.backfillConcurrency,
-    headTimeoutBlocks: config.headTimeoutBlocks,
-    headTimeoutMinMs: config.headTimeoutMinSec * 1000,
-    // Blocks, retractions and reorgs come only once the chain is known (after start).
-    onBlock: (block) => {
-      receivedAt = performance.now();
-      const labels = { chain: String(block.chainId) };
-      metrics.blocksIngested.inc(labels);
-      metrics.headNumber.set(labels, block.number);
-      metrics.headTimestamp.set(labels, block.timestamp);
-      feed?.apply(block);
-      for (const listener of listeners) listener.block(block);
-    },
-    onRetract: (header) => {
-      feed?.retract(header);
-      const block = feed?.history.byHash(header.hash)?.block;
-      if (block !== undefined) for (const listener of listeners) listener.retract(block);
-    },
-    onReorg: (depth, pastWindow) => {
-      if (chain === undefined) return;
-      const labels = { chain };
-      metrics.reorgs.inc(labels);
-      metrics.reorgDepth.observe(labels, depth);
-      if (pastWindow) metrics.deepReorgs.inc(labels);
-      logger('ingest', { depth }).info(
+  const onEntry = (entry: LogEntry): void => {
+    receivedAt = performance.now();
+    metrics.logOffset.set({ chain }, entry.offset);
+    if (entry.appendedAt !== undefined)
+      metrics.logDelay.observe({ chain }, Math.max(0, Date.now() - entry.appendedAt) / 1000);
+    try {
+      if (entry.kind === 'add') {
+        const { block } = entry;
+        metrics.headNumber.set({ chain }, block.number);
+        metrics.headTimestamp.set({ chain }, block.timestamp);
+        feed.apply(block);
+        for (const listener of listeners) listener.block(block);
+      } else {
+        feed.retract(entry.link);
+        const block = feed.history.byHash(entry.link.hash)?.block;
+        if (block !== undefined) for (const listener of listeners) listener.retract(block);
+      }
+    } catch (error) {
+      metrics.fanoutErrors.inc({ chain });
+      faultLog.write(
+        'entry',
+        `chain ${chain}: fan-out of log entry ${entry.offset} failed: ${errorMessage(error)}`,
         {},
-        `chain ${chain}: ${reorgMessage(depth, pastWindow, config.reorgWindowBlocks)}`,
       );
+    }
+  };
+  const reading = deps.log.read(chainId, config.historyWindowBlocks, {
+    onEntry,
+    onReset: (epoch) => {
+      metrics.logResets.inc({ chain });
+      logger('log', { epoch }).warn(
+        {},
+        `chain ${chain}: the chain log was reset or trimmed past this gateway: starting over from it (resumes from before get recovered: false)`,
+      );
+      feed.reset();
     },
-    onBackfill: (blocks) => {
-      if (chain !== undefined) metrics.backfilled.inc({ chain }, blocks);
-    },
-    onError: (error, url) =>
-      logger('ingest', { endpoint: endpointLabel(url) }).warn(
-        { err: error },
-        `chain ${chain ?? '?'}: rpc ${endpointLabel(url)}: ${errorMessage(error)}`,
-      ),
-    onFault,
-    onRequest: (method, url, seconds, ok) => {
-      const labels = { endpoint: endpointLabel(url), method };
-      metrics.rpcDuration.observe(labels, seconds);
-      // Adding 0 on success creates the series, so an error rate reads 0 rather than nothing.
-      metrics.rpcErrors.inc(labels, ok ? 0 : 1);
-    },
-    onEndpoint: (url, up) => {
-      endpointStates.set(url, up);
-      showEndpoint(endpointLabel(url));
+    onConnected: (up) => {
+      connected = up;
+      metrics.logConnected.set({ chain }, up ? 1 : 0);
+      if (up) logger('log').info({}, `chain ${chain}: reading the chain log again: catching up`);
+      else
+        logger('log').warn(
+          {},
+          `chain ${chain}: the chain log is unreachable: keeping connections, catching up when it is back`,
+        );
     },
   });
-  const chainId = watcher.chainId;
-  chain = String(chainId);
-  feed = new ChainFeed(chainId, new ChainHistory(config.historyWindowBlocks), fanout, index, observe);
-  const head = watcher.startBlock;
-  feed.history.apply(head);
-  metrics.headNumber.set({ chain }, head.number);
-  metrics.headTimestamp.set({ chain }, head.timestamp);
-  for (const endpoint of new Set(source.urls.map(endpointLabel))) {
-    // 0 for an endpoint not asked yet: up means its last request succeeded.
-    showEndpoint(endpoint);
-    // Every reason at zero from the start, so that dashboards show a zero rather than no series.
-    for (const reason of RPC_FAULTS) metrics.rpcFaults.inc({ chain, endpoint, reason }, 0);
-  }
-  for (const { endpoint, reason } of earlyFaults.splice(0)) metrics.rpcFaults.inc({ chain, endpoint, reason });
+  metrics.logConnected.set({ chain }, 1);
+  await reading.ready;
 
   // Mempool → `pending` messages, for activity subscriptions that asked for them (fetches only then).
-  let mempool: { close: () => Promise<void> } | undefined;
-  try {
-    mempool = await watchPending({
-      urls: source.urls,
-      chainId,
-      pollIntervalMs: config.pollIntervalMs,
-      requestTimeoutMs: config.rpcTimeoutMs,
-      maxResponseBytes: config.rpcMaxResponseBytes,
-      wanted: () => index.pendingSubscriptions(chainId) > 0 || listeners.some((l) => l.wantsPending()),
-      onPending: (events) => {
-        const sent = fanout.publishPending(chainId, events);
-        metrics.messagesSent.inc({ channel: 'pending' }, sent.messages);
-        metrics.bytesSent.inc({ channel: 'pending' }, sent.bytes);
-        for (const listener of listeners) listener.pending(events);
-      },
-      onError: (error, url) =>
-        logger('mempool', { endpoint: endpointLabel(url) }).warn(
-          { err: error },
-          `chain ${chainId}: mempool ${endpointLabel(url)}: ${errorMessage(error)}`,
-        ),
-      onFault,
-    });
-  } catch (error) {
-    await watcher.close();
-    throw error;
-  }
-  const followed = feed;
-  const forwarder = createForwarder({
-    currentUrl: watcher.currentUrl,
-    timeoutMs: config.rpcTimeoutMs,
-    maxResponseBytes: config.rpcMaxResponseBytes,
-    maxInFlight: MAX_FORWARDS_IN_FLIGHT,
-    onRequest: (method, url, seconds, ok) => {
-      const labels = { endpoint: endpointLabel(url), method: `forward:${method}` };
-      metrics.rpcDuration.observe(labels, seconds);
-      metrics.rpcErrors.inc(labels, ok ? 0 : 1);
-    },
-  });
+  const mempool =
+    node === undefined
+      ? undefined
+      : await watchPending({
+          urls: node.urls,
+          chainId,
+          pollIntervalMs: config.pollIntervalMs,
+          requestTimeoutMs: config.rpcTimeoutMs,
+          maxResponseBytes: config.rpcMaxResponseBytes,
+          wanted: () => index.pendingSubscriptions(chainId) > 0 || listeners.some((l) => l.wantsPending()),
+          onPending: (events) => {
+            const sent = fanout.publishPending(chainId, events);
+            metrics.messagesSent.inc({ channel: 'pending' }, sent.messages);
+            metrics.bytesSent.inc({ channel: 'pending' }, sent.bytes);
+            for (const listener of listeners) listener.pending(events);
+          },
+          onError: (error, url) =>
+            logger('mempool', { endpoint: endpointLabel(url) }).warn(
+              { err: error },
+              `chain ${chainId}: mempool ${endpointLabel(url)}: ${errorMessage(error)}`,
+            ),
+          onFault: (fault, url) => {
+            const endpoint = endpointLabel(url);
+            metrics.rpcFaults.inc({ chain, endpoint, reason: fault.fault });
+            faultLog.write(
+              `${endpoint} ${fault.fault}`,
+              `chain ${chain}: mempool ${endpoint}: ${fault.fault} (${fault.method ?? 'no request'}): ${fault.message}`,
+              {},
+            );
+          },
+        }).catch(async (error: unknown) => {
+          await reading.close();
+          throw error;
+        });
+  const forwarder =
+    node === undefined
+      ? undefined
+      : createForwarder({
+          currentUrl: node.currentUrl,
+          timeoutMs: config.rpcTimeoutMs,
+          maxResponseBytes: config.rpcMaxResponseBytes,
+          maxInFlight: MAX_FORWARDS_IN_FLIGHT,
+          onRequest: (method, url, seconds, ok) => {
+            const labels = { endpoint: endpointLabel(url), method: `forward:${method}` };
+            metrics.rpcDuration.observe(labels, seconds);
+            metrics.rpcErrors.inc(labels, ok ? 0 : 1);
+          },
+        });
   return {
-    feed: followed,
+    feed,
     listen: (listener) => {
       listeners.push(listener);
     },
-    forward: forwarder.forward,
+    forward:
+      forwarder?.forward ??
+      (async () => ({
+        error: { code: -32601, message: `this gateway has no node for chain ${chainId} to send calls to` },
+      })),
+    connected: () => connected,
     close: async () => {
-      forwarder.close();
+      forwarder?.close();
       await mempool?.close();
-      await watcher.close();
+      await reading.close();
     },
   };
 }

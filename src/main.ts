@@ -5,28 +5,26 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { ChainLogBackend } from './chainlog/ChainLog.ts';
+import { createMemoryLog } from './chainlog/MemoryLog.ts';
+import { createRedisLog } from './chainlog/RedisLog.ts';
 import { type Config, loadConfig, usage } from './config.ts';
+import { createGateway, type GatewayChain } from './createGateway.ts';
 import { startAnvil } from './devnet/startAnvil.ts';
 import { startTraffic } from './devnet/startTraffic.ts';
-import { errorMessage, GatewayError, PROTOCOL_ERROR_CODES } from './domain/errors.ts';
+import { errorMessage, GatewayError } from './domain/errors.ts';
 import type { ChainFeed } from './fanout/ChainFeed.ts';
-import { Fanout } from './fanout/Fanout.ts';
-import { ReplayQueue } from './fanout/ReplayQueue.ts';
-import { type ChainSource, followChain } from './followChain.ts';
-import { SubscriptionIndex } from './index/SubscriptionIndex.ts';
+import { type ChainSource, type LedChain, leadChain, processOwner } from './followChain.ts';
 import { createLogger, type Logger } from './log.ts';
-import { createMetrics, zeroSeries } from './metrics/metrics.ts';
+import { createMetrics } from './metrics/metrics.ts';
 import { watchHeap } from './reclaimMemory.ts';
+import { superviseWorkers } from './superviseWorkers.ts';
 import { checkTls, type TlsFiles } from './transport/checkTls.ts';
-import { AUTH_REFUSALS, type Auth, createAuth } from './transport/createAuth.ts';
-import { assertNativeUws, type Connection, createServer, type Server } from './transport/createServer.ts';
-import { connectionsFor, openFilesLimit } from './transport/descriptors.ts';
+import { claimPort } from './transport/claimPort.ts';
+import { type Auth, createAuth } from './transport/createAuth.ts';
+import { assertNativeUws, type Connection, type Server } from './transport/createServer.ts';
 import { loadAuth } from './transport/loadAuth.ts';
-import { RpcHub } from './transport/RpcHub.ts';
-import type { RpcChain } from './transport/RpcSession.ts';
-
-/** Resumes one connection may have waiting at once; more are told to try again (PROTOCOL.md, Resume). */
-const MAX_QUEUED_RESUMES_PER_CONNECTION = 16;
+import { serveOps } from './transport/serveOps.ts';
 
 /** The gateway's logger, set from the configuration in {@link run} (JSON at info until then). */
 let logger: Logger = createLogger({ level: 'info', format: 'json' });
@@ -124,123 +122,133 @@ function announceAccess(config: Config, port: number, auth: Auth): void {
   }
 }
 
+/** The chain log: in this process, or on Redis when processes share it. */
+async function openLog(config: Config): Promise<ChainLogBackend> {
+  if (config.redis === '') {
+    return createMemoryLog({
+      onReaderError: (error, chainId) =>
+        logger.error({ component: 'gateway', chain: chainId, err: error }, `chain ${chainId}: ${errorMessage(error)}`),
+    });
+  }
+  return createRedisLog({
+    url: config.redis,
+    leaseMs: config.leaseMs,
+    onError: (error) => logger.warn({ component: 'log', err: error }, `redis: ${errorMessage(error)}`),
+  });
+}
+
+/** The chains a gateway-only process serves: those in the log (waiting for the first), with their nodes where named. */
+async function loggedChains(
+  config: Config,
+  log: ChainLogBackend,
+  nodes: ReadonlyMap<number, readonly string[]>,
+): Promise<GatewayChain[]> {
+  let ids = await log.chains();
+  for (let waited = 0; ids.length === 0; waited++) {
+    if (waited % 10 === 0) {
+      logger.info(
+        { component: 'log' },
+        'log: no chain in the chain log yet: waiting for an ingest process (--role ingest or all) to write one',
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    ids = await log.chains();
+  }
+  const named = config.chains.map((c) => c.chainId).filter((id) => ids.includes(id));
+  const order = [...named, ...ids.filter((id) => !named.includes(id))];
+  return order.map((chainId) => {
+    const urls = nodes.get(chainId);
+    return urls === undefined ? { chainId } : { chainId, node: { urls, currentUrl: () => urls[0] as string } };
+  });
+}
+
+/** A worker's chains and their nodes, as its supervisor ran ingest for them (BLOCKCAST_WORKER_CHAINS). */
+function workerNodes(raw: string | undefined): Map<number, readonly string[]> {
+  const nodes = new Map<number, readonly string[]>();
+  if (raw === undefined) return nodes;
+  for (const { chainId, urls } of JSON.parse(raw) as Array<{ chainId: number; urls: string[] }>)
+    nodes.set(chainId, urls);
+  return nodes;
+}
+
 async function start(config: Config, cleanups: Cleanups): Promise<void> {
   // Everything that can be wrong in the configuration fails before a devnet or a watcher starts.
   const auth = createAuth(loadAuth(config));
   const tls = config.tlsCert === '' ? undefined : checkTls(config.tlsCert, config.tlsKey);
-  const sources = await chainSources(config, cleanups);
+  const worker = process.env['BLOCKCAST_WORKER'];
   const metrics = createMetrics();
   metrics.buildInfo.set(buildInfo(), 1);
-  const index = new SubscriptionIndex<Connection>();
-  let server: Server | undefined;
-  const fanout = new Fanout<Connection>(index, (conn, frames) => server?.deliver(conn, frames));
-  const feeds = new Map<number, ChainFeed<Connection>>();
-  const rpcChains = new Map<number, RpcChain>();
-  // One after the other, so the configuration order is the order of chains (the first is the default).
-  for (const source of sources) {
-    const chain = await followChain(source, { config, fanout, index, metrics, logger });
-    cleanups.unshift(chain.close);
-    if (feeds.has(chain.feed.chainId)) {
-      throw new GatewayError('BAD_CONFIG', `chains: chain ${chain.feed.chainId} is configured twice`);
-    }
-    feeds.set(chain.feed.chainId, chain.feed);
-    // `/rpc` (JSON-RPC subscriptions) follows the same blocks, retractions and mempool.
-    const feed = chain.feed;
-    const hub = new RpcHub(feed.chainId, config.historyWindowBlocks);
-    chain.listen({
-      block: (block) => hub.onBlock(block),
-      retract: (block) => hub.onRetract(block),
-      pending: (events) => hub.onPending(events),
-      wantsPending: () => hub.pendingSubscriptions > 0,
-    });
-    rpcChains.set(feed.chainId, {
-      chainId: feed.chainId,
-      hub,
-      head: () => feed.history.head,
-      at: (number) => feed.history.at(number),
-      byHash: (hash) => {
-        const found = feed.history.byHash(hash);
-        return found?.canonical === true ? found.block : undefined;
-      },
-      forward: chain.forward,
-    });
-  }
-  const chainIds = [...feeds.keys()];
-  zeroSeries(metrics, {
-    chains: chainIds,
-    errorCodes: PROTOCOL_ERROR_CODES,
-    keys: auth.profiles,
-    authRefusals: AUTH_REFUSALS,
-  });
-  const lagTimer = setInterval(() => {
-    for (const feed of feeds.values()) {
-      const head = feed.history.head;
-      if (head !== undefined) metrics.headLag.set({ chain: String(feed.chainId) }, Date.now() / 1000 - head.timestamp);
-    }
-  }, 1000);
-  lagTimer.unref();
-  cleanups.push(() => clearInterval(lagTimer));
+  const log = await openLog(config);
+  cleanups.push(() => log.close());
 
-  // Resumes replay in turn, in short slices between live work, bounded in all and per connection.
-  const replay = new ReplayQueue<Connection>({
-    maxQueued: config.maxQueuedResumes,
-    maxPerOwner: MAX_QUEUED_RESUMES_PER_CONNECTION,
-    onSize: (jobs) => metrics.replayQueue.set(jobs),
-    onWork: (seconds) => metrics.replaySeconds.inc(seconds),
-  });
-  cleanups.push(() => replay.close());
-  const fileLimit = openFilesLimit();
-  const maxConnections =
-    config.maxConnections > 0 ? config.maxConnections : fileLimit === undefined ? 100_000 : connectionsFor(fileLimit);
-  if (config.maxConnections === 0) {
+  // Ingest: this process competes for the lead of each chain and writes its log while it leads.
+  const led = new Map<number, LedChain>();
+  if (config.role !== 'gateway' && worker === undefined) {
+    const owner = processOwner();
+    // One after the other, so the configuration order is the order of chains (the first is the default).
+    for (const source of await chainSources(config, cleanups)) {
+      const chain = await leadChain(source, { config, log, owner, metrics, logger });
+      cleanups.unshift(chain.close);
+      if (led.has(chain.chainId))
+        throw new GatewayError('BAD_CONFIG', `chains: chain ${chain.chainId} is configured twice`);
+      led.set(chain.chainId, chain);
+    }
+  }
+  if (config.role === 'ingest') {
+    const ops = await serveOps({ host: config.host, port: config.port, metrics, ready: () => undefined });
+    cleanups.unshift(ops.close);
     logger.info(
-      { component: 'transport' },
-      `transport: at most ${maxConnections} connections (open-files limit ${fileLimit ?? 'unknown'})`,
+      { component: 'process', port: ops.port },
+      `blockcast: ingest of ${[...led.keys()].map((id) => `chain ${id}`).join(', ')} into ${config.redis === '' ? 'the in-process log' : 'Redis'}; metrics: http://${config.host}:${ops.port}/metrics`,
     );
+    return;
   }
-
-  server = await createServer({
-    host: config.host,
-    port: config.port,
-    idleTimeoutSec: config.idleTimeoutSec,
-    maxConfirmations: config.maxConfirmations,
-    limits: {
-      maxAddresses: config.maxAddresses,
-      maxSubscriptions: config.maxSubscriptions,
-      maxMessageBytes: config.maxMessageBytes,
-      maxBackpressureBytes: config.maxBackpressureBytes,
-      maxRequestsPerSecond: config.maxRequestsPerSecond,
-      maxConnectionsPerIp: config.maxConnectionsPerIp,
-    },
-    capacity: { maxConnections, maxWatchedAddresses: config.maxWatchedAddresses },
-    trustedProxies: config.trustedProxies,
+  if (config.workers > 1 && worker === undefined) {
+    // This process supervises: the workers serve the port together, fed by the log.
+    await claimPort(config.host, config.port);
+    const chains = [...led.values()].map((c) => ({ chainId: c.chainId, urls: c.urls }));
+    const workers = superviseWorkers({
+      count: config.workers,
+      entry: fileURLToPath(import.meta.url),
+      args: process.argv.slice(2),
+      execArgv: process.execArgv,
+      env: { ...process.env, ...(chains.length > 0 ? { BLOCKCAST_WORKER_CHAINS: JSON.stringify(chains) } : {}) },
+      log: {
+        info: (m) => logger.info({ component: 'workers' }, m),
+        warn: (m) => logger.warn({ component: 'workers' }, m),
+      },
+    });
+    cleanups.unshift(() => workers.stop());
+    process.on('SIGHUP', () => workers.signal('SIGHUP'));
+    logger.info(
+      { component: 'workers', port: config.port },
+      `blockcast: ${config.workers} gateway workers on port ${config.port} (pids ${workers.pids().join(', ')}), fed by the chain log on Redis`,
+    );
+    return;
+  }
+  const chains: GatewayChain[] =
+    led.size > 0
+      ? [...led.values()].map((c) => ({ chainId: c.chainId, node: { urls: c.urls, currentUrl: c.currentUrl } }))
+      : await loggedChains(
+          config,
+          log,
+          worker === undefined
+            ? new Map(config.chains.map((c) => [c.chainId, c.rpc] as const))
+            : workerNodes(process.env['BLOCKCAST_WORKER_CHAINS']),
+        );
+  const gateway = await createGateway({
+    config,
+    log,
+    chains,
     auth,
     ...(tls === undefined ? {} : { tls }),
-    rpc: { chains: rpcChains, forwardable: new Set(config.forwardMethods) },
-    log: (message) => logger.warn({ component: 'transport' }, message),
-    index,
     metrics,
-    chains: {
-      chainIds: () => chainIds,
-      head: (chainId) => feeds.get(chainId)?.history.head,
-      resume: (sub, cursor, maxBytes, onDone) => {
-        const feed = feeds.get(sub.chainId);
-        if (feed === undefined || cursor === undefined) {
-          onDone(false);
-          return { status: 'done', cancel: () => undefined };
-        }
-        const job = feed.resume(sub, cursor, maxBytes, onDone);
-        return { status: replay.submit(sub.owner, job), cancel: () => replay.cancel(job) };
-      },
-      release: (sub) => feeds.get(sub.chainId)?.release(sub),
-      // About when the queue will have room, spread so that clients refused at once come back apart.
-      retryAfterMs: () => Math.round(Math.max(500, replay.estimatedWaitMs()) * (1 + Math.random())),
-      position: (sub) => feeds.get(sub.chainId)?.position(sub),
-      ready: () =>
-        [...feeds.values()].every((f) => Date.now() / 1000 - (f.history.head?.timestamp ?? 0) <= config.maxHeadAgeSec),
-    },
+    logger,
+    sharedPort: worker !== undefined,
   });
-  cleanups.unshift((server as Server).close);
+  cleanups.unshift(gateway.close);
+  if (worker !== undefined) stopWithSupervisor(cleanups);
+  const server = gateway.server;
   // After a burst (an attack, a storm of reconnects), give the memory it took back once quiet.
   cleanups.push(watchHeap({ log: (message) => logger.info({ component: 'memory' }, message) }));
   if (tls === undefined) ignoreHangup(cleanups);
@@ -249,8 +257,20 @@ async function start(config: Config, cleanups: Cleanups): Promise<void> {
   // One write, so a reader that sees the URL sees the whole banner.
   logger.info(
     { component: 'transport', port: server.port },
-    banner(config, server.port, server.secure, auth.required, feeds),
+    banner(config, server.port, server.secure, auth.required, gateway.feeds),
   );
+}
+
+/** A worker whose supervisor is gone (killed with SIGKILL) stops too rather than serve on its own. */
+function stopWithSupervisor(cleanups: Cleanups): void {
+  const supervisor = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === supervisor) return;
+    logger.warn({ component: 'workers' }, `worker: the supervisor (pid ${supervisor}) is gone: stopping`);
+    process.kill(process.pid, 'SIGTERM');
+  }, 1000);
+  timer.unref();
+  cleanups.push(() => clearInterval(timer));
 }
 
 /** Without TLS, SIGHUP has nothing to reload: it must not end the gateway either (Node's default). */

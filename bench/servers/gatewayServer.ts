@@ -1,72 +1,50 @@
 /**
- * The gateway under test: the real stages composed as `src/main.ts` composes them (index, fan-out
- * through the chain feed, uWebSockets.js transport, metrics), with the synthetic block source of
- * the benchmark in place of `watchChain`, at the same seam (`ChainFeed.apply`).
+ * The gateway under test: the real gateway of `createGateway()` (the composition `src/main.ts`
+ * uses), with the synthetic block source of the benchmark in place of ingest, at the same seam:
+ * appends to the in-process chain log.
  */
+import { createMemoryLog } from '../../src/chainlog/MemoryLog.ts';
 import { DEFAULTS } from '../../src/config.ts';
-import { ChainFeed } from '../../src/fanout/ChainFeed.ts';
-import { Fanout, type FanoutResult } from '../../src/fanout/Fanout.ts';
-import { ChainHistory } from '../../src/history/ChainHistory.ts';
-import { SubscriptionIndex } from '../../src/index/SubscriptionIndex.ts';
+import { createGateway } from '../../src/createGateway.ts';
+import type { FanoutResult } from '../../src/fanout/Fanout.ts';
+import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
-import { type Connection, createServer, type Server } from '../../src/transport/createServer.ts';
+import { createAuth } from '../../src/transport/createAuth.ts';
+import { loadAuth } from '../../src/transport/loadAuth.ts';
 import { serveBenchControl, serverArgs } from '../lib/benchServer.ts';
 import { BENCH_CHAIN_ID } from '../lib/synthetic.ts';
 
 const args = serverArgs();
 const metrics = createMetrics();
-const index = new SubscriptionIndex<Connection>();
-let server: Server | undefined;
-const fanout = new Fanout<Connection>(index, (conn, frames) => server?.deliver(conn, frames));
-const chain = String(BENCH_CHAIN_ID);
-let last: FanoutResult | undefined;
-const feed = new ChainFeed(
-  BENCH_CHAIN_ID,
-  new ChainHistory(DEFAULTS.historyWindowBlocks),
-  fanout,
-  index,
-  (sent, seconds) => {
-    // What src/main.ts records per fan-out pass.
-    last = sent;
-    metrics.fanoutDuration.observe(seconds);
-    metrics.messagesSent.inc({ channel: 'blocks' }, sent.blockMessages);
-    metrics.messagesSent.inc({ channel: 'activity' }, sent.activityMessages);
-    metrics.bytesSent.inc({ channel: 'blocks' }, sent.blockBytes);
-    metrics.bytesSent.inc({ channel: 'activity' }, sent.activityBytes);
-  },
-);
-
-server = await createServer({
+const config = {
+  ...DEFAULTS,
   host: '127.0.0.1',
   port: 0,
   // Long enough that no benchmark connection idles out; uWS still pings.
   idleTimeoutSec: 960,
-  maxConfirmations: DEFAULTS.maxConfirmations,
-  limits: {
-    maxAddresses: DEFAULTS.maxAddresses,
-    maxSubscriptions: DEFAULTS.maxSubscriptions,
-    maxMessageBytes: DEFAULTS.maxMessageBytes,
-    maxBackpressureBytes: args.maxBackpressureBytes,
-    maxRequestsPerSecond: DEFAULTS.maxRequestsPerSecond,
-    maxConnectionsPerIp: 0,
-  },
-  capacity: { maxConnections: 1_000_000, maxWatchedAddresses: DEFAULTS.maxWatchedAddresses },
-  index,
+  maxBackpressureBytes: args.maxBackpressureBytes,
+  maxConnectionsPerIp: 0,
+  maxConnections: 1_000_000,
+  // The synthetic blocks are from long ago: never unready for it.
+  maxHeadAgeSec: 1e12,
+};
+let last: FanoutResult | undefined;
+// The same composition as src/main.ts, fed through the in-process chain log as ingest feeds it.
+const log = createMemoryLog();
+const writer = await log.lead(BENCH_CHAIN_ID, 'bench').acquired;
+const gateway = await createGateway({
+  config,
+  log,
+  chains: [{ chainId: BENCH_CHAIN_ID }],
+  auth: createAuth(loadAuth(config)),
   metrics,
-  chains: {
-    chainIds: () => [BENCH_CHAIN_ID],
-    head: () => feed.history.head,
-    ready: () => true,
-    resume: (_sub, _cursor, _maxBytes, onDone) => {
-      // The benchmark never resumes.
-      onDone(false);
-      return { status: 'done', cancel: () => undefined };
-    },
-    release: (sub) => feed.release(sub),
-    retryAfterMs: () => 1000,
-    position: (sub) => feed.position(sub),
+  logger: createLogger({ level: 'warn', format: 'json' }),
+  observe: (sent) => {
+    last = sent;
   },
 });
+const server = gateway.server;
+const index = gateway.index;
 const listening = server;
 
 serveBenchControl(
@@ -74,11 +52,8 @@ serveBenchControl(
     port: listening.port,
     publish: (block) => {
       last = undefined;
-      // What src/main.ts does when ingest hands over a block.
-      metrics.blocksIngested.inc({ chain });
-      metrics.headNumber.set({ chain }, block.number);
-      metrics.headTimestamp.set({ chain }, block.timestamp);
-      feed.apply(block);
+      // What ingest does with a block: append it to the log (in-process: read and fanned out at once).
+      void writer.append({ kind: 'add', block });
       const sent = last as FanoutResult | undefined;
       if (sent === undefined) return { frames: 0, bytes: 0 };
       return {
@@ -96,7 +71,7 @@ serveBenchControl(
         slowConsumerCloses: slow,
       };
     },
-    close: () => listening.close(),
+    close: () => gateway.close(),
   },
   args.workload,
 );

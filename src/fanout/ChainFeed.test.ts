@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { ChainHistory } from '../chainlog/ChainHistory.ts';
 import type { ChainBlock, Hex } from '../domain/types.ts';
-import { ChainHistory } from '../history/ChainHistory.ts';
 import { SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { ChainFeed } from './ChainFeed.ts';
 import type { Frame } from './encode.ts';

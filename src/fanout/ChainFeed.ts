@@ -1,6 +1,6 @@
+import type { ChainHistory } from '../chainlog/ChainHistory.ts';
 import { type CursorPosition, toCursor } from '../domain/cursor.ts';
 import type { BlockRef, ChainBlock } from '../domain/types.ts';
-import type { ChainHistory } from '../history/ChainHistory.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { DeliveryLedger } from './DeliveryLedger.ts';
 import type { Fanout, FanoutResult, Peer } from './Fanout.ts';
@@ -88,6 +88,15 @@ export class ChainFeed<O extends Peer> {
       through: (depth: number) => this.#through(depth),
     };
     return new ResumeJob(context, sub, cursor, maxBytes, onDone);
+  }
+
+  /**
+   * The chain log was reset (or trimmed past this gateway): the history starts over from its next
+   * entry. Live subscriptions go on; a resume from before finds nothing and gets `recovered: false`.
+   */
+  reset(): void {
+    this.history.clear();
+    this.#delivered.clear();
   }
 
   /** Forgets everything of a subscription that ended (what it was sent, where it resumed). */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { ChainHistory } from '../chainlog/ChainHistory.ts';
 import type { CursorPosition } from '../domain/cursor.ts';
 import type { ChainBlock, EventKind, Hex } from '../domain/types.ts';
-import { ChainHistory } from '../history/ChainHistory.ts';
 import { type Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { ChainFeed } from './ChainFeed.ts';
 import type { Frame } from './encode.ts';

@@ -1,6 +1,6 @@
+import type { ChainHistory } from '../chainlog/ChainHistory.ts';
 import type { CursorPosition } from '../domain/cursor.ts';
 import type { ChainBlock } from '../domain/types.ts';
-import type { ChainHistory } from '../history/ChainHistory.ts';
 import type { Subscription } from '../index/SubscriptionIndex.ts';
 import type { DeliveryLedger } from './DeliveryLedger.ts';
 import type { Frame } from './encode.ts';

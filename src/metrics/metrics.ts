@@ -212,6 +212,55 @@ export function createMetrics() {
       labelNames: ['chain', 'endpoint', 'reason'] as const,
       registers,
     }),
+    fanoutErrors: new Counter({
+      name: 'blockcast_fanout_errors_total',
+      help: 'Chain log entries whose fan-out threw (a bug: the entry is in the history, some subscribers may have missed it), by chain.',
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    logAppends: new Counter({
+      name: 'blockcast_log_appends_total',
+      help: 'Entries this process appended to the chain log as its leader, by chain and kind (add, retract).',
+      labelNames: ['chain', 'kind'] as const,
+      registers,
+    }),
+    logLeading: new Gauge({
+      name: 'blockcast_log_leading',
+      help: 'Whether this process leads the chain (writes its log): 1, or 0 as a standby.',
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    logLeader: new Gauge({
+      name: 'blockcast_log_leader_fence',
+      help: "The fencing epoch of the chain log's leader, labelled with its owner (one series per chain: the current leader).",
+      labelNames: ['chain', 'owner'] as const,
+      registers,
+    }),
+    logConnected: new Gauge({
+      name: 'blockcast_log_connected',
+      help: 'Whether this gateway reads the chain log (1), or lost it (0: Redis unreachable; it catches up when back).',
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    logOffset: new Gauge({
+      name: 'blockcast_log_offset',
+      help: "The offset of the last chain log entry this gateway read (within the log's epoch).",
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    logResets: new Counter({
+      name: 'blockcast_log_resets_total',
+      help: 'Times the chain log was found reset (a new epoch: Redis lost it) or trimmed past this gateway, which then started over from it.',
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    logDelay: new Histogram({
+      name: 'blockcast_log_delay_seconds',
+      help: "Time from an entry's append by ingest to its reading by this gateway (the log's share of block-to-write latency; writer's clock).",
+      labelNames: ['chain'] as const,
+      buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
   };
 }
 

@@ -147,7 +147,7 @@ class FakeChains implements ChainDirectory {
 
   readonly chainIds = (): readonly number[] => [CHAIN, OTHER_CHAIN];
   readonly head = (chainId: number): BlockRef | undefined => this.heads.get(chainId);
-  readonly ready = (): boolean => true;
+  readonly unready = (): string | undefined => undefined;
   readonly retryAfterMs = (): number => RETRY_AFTER_MS;
   readonly release = (sub: Subscription<Connection>): void => {
     this.released.push(sub);

@@ -57,8 +57,8 @@ export interface ChainDirectory {
   readonly chainIds: () => readonly number[];
   /** The newest block of a chain. */
   readonly head: (chainId: number) => BlockRef | undefined;
-  /** Whether every chain's head is fresh (for `/readyz`). */
-  readonly ready: () => boolean;
+  /** Why the gateway cannot serve now (a chain log unread, a stale head), for `/readyz`; `undefined` when it can. */
+  readonly unready: () => string | undefined;
   /**
    * Resumes `sub` (made, not live) from a client's cursor (PROTOCOL.md, Resume): sends what it
    * missed, at most `maxBytes`, then calls `onDone(true)`, at once or later, in turn with other

@@ -81,7 +81,7 @@ describe('Server.deliver with a subscriber that stops reading', () => {
       chains: {
         chainIds: () => [CHAIN],
         head: () => undefined,
-        ready: () => true,
+        unready: () => undefined,
         resume: (_sub, _cursor, _maxBytes, onDone) => {
           onDone(false);
           return { status: 'done', cancel: () => undefined };
