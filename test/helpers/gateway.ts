@@ -37,6 +37,8 @@ export function startGateway(
     port?: number;
     /** `null`: no `--host` at all (the gateway's own default). @default '127.0.0.1' */
     host?: string | null;
+    /** What the process prints once it serves, its port in the first group. @default the gateway's URL */
+    ready?: RegExp;
   } = {},
 ): Promise<GatewayProcess> {
   const port = String(options.port ?? 0);
@@ -70,11 +72,12 @@ export function startGateway(
     }, timeoutMs);
     const onData = (chunk: Buffer): void => {
       output += chunk.toString();
-      const m = /listening on ws(s?):\/\/127\.0\.0\.1:(\d+)\/v1/.exec(output);
-      if (m === null) return;
+      const ready = options.ready?.exec(output);
+      const m = options.ready === undefined ? /listening on ws(s?):\/\/127\.0\.0\.1:(\d+)\/v1/.exec(output) : null;
+      if (m === null && (ready === null || ready === undefined)) return;
       clearTimeout(timer);
-      const secure = m[1] as string;
-      const port = Number(m[2]);
+      const secure = m?.[1] ?? '';
+      const port = Number(m?.[2] ?? ready?.[1]);
       const devnet = /devnet: anvil at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
       resolve({
         port,
