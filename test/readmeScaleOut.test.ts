@@ -1,36 +1,14 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Message, TestClient } from './helpers/client.ts';
+import { ROOT, runBlock, shellBlocks } from './helpers/readme.ts';
 
 // README, "Scale out": its shell blocks run as they are written (Redis, one ingest, two
 // gateways; then ingest with two workers on one port), in a directory that holds the clone's
 // package.json, sources and node_modules, so that Redis's files land there.
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-/** The `sh` blocks of one README section, in order. */
-function shellBlocks(section: string): string[] {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const start = readme.indexOf(`\n## ${section}\n`);
-  if (start < 0) throw new Error(`README has no section ${section}`);
-  const end = readme.indexOf('\n## ', start + 1);
-  const text = readme.slice(start, end < 0 ? undefined : end);
-  return [...text.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1] as string);
-}
-
-/** Runs a block with bash in `cwd` to its end (bounded); its stdout, or the failure with its output. */
-function runBlock(block: string, cwd: string, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('bash', ['-euo', 'pipefail', '-c', block], { cwd, timeout: timeoutMs }, (error, stdout, stderr) => {
-      if (error !== null) reject(new Error(`${error.message}\nstdout: ${stdout}\nstderr: ${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
 
 /** A block that keeps running (`npm start …`), in its own process group, with its output kept. */
 class Running {

@@ -1,9 +1,9 @@
-import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChainLogBackend, ChainLogWriter } from '../src/chainlog/ChainLog.ts';
 import { LeaseLostError, LogConflictError, type LogEntry, type ReadHandlers } from '../src/chainlog/ChainLog.ts';
 import { createRedisLog } from '../src/chainlog/RedisLog.ts';
 import type { BlockLink, ChainBlock, Hex } from '../src/domain/types.ts';
+import { freePort } from './helpers/ports.ts';
 import { type RedisServer, startRedis } from './helpers/redis.ts';
 
 // The Redis backend of the chain log against a real redis-server: appends and reads, the
@@ -80,19 +80,6 @@ function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promis
     timer = setTimeout(() => reject(new Error(`${what}: not within ${timeoutMs} ms`)), timeoutMs);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** A loopback port nothing listens on (bound, then closed). */
-function unusedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Whether `promise` is still pending after `ms` (the wait is the observation). */
@@ -466,7 +453,7 @@ describe('the chain log on Redis Streams', () => {
   });
 
   it('fails at start with a clear error, without the credentials, when Redis cannot be reached', async () => {
-    const closedPort = await unusedPort();
+    const closedPort = await freePort();
     const attempt = createRedisLog({ url: `redis://someone:s3cret@127.0.0.1:${closedPort}` });
     const error = await within(
       attempt.then(

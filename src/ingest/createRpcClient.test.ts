@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { FakeChain, FakeNode } from '../../test/helpers/fakeNode.ts';
 import { RpcFaultError } from '../domain/errors.ts';
 import { isMethodUnsupported } from './Capabilities.ts';
@@ -228,6 +229,50 @@ describe('createRpcClient', () => {
       expect(faults).toEqual([]);
       // The socket still answers.
       expect(await c.request('eth_chainId', [])).toBe('0x539');
+    });
+
+    it('acknowledges a message with a pong when it writes nothing else, and not when a request carries the ACK', async () => {
+      // A node that keeps Nagle's algorithm on waits for the ACK of its last message before it
+      // sends a small next one: the client acknowledges at once rather than by the kernel's timer.
+      const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+      await new Promise((resolve) => server.once('listening', resolve));
+      let pongs = 0;
+      let sockets: WebSocket[] = [];
+      const pongSeen: Array<() => void> = [];
+      server.on('connection', (socket) => {
+        sockets.push(socket);
+        socket.on('pong', () => {
+          pongs++;
+          for (const seen of pongSeen.splice(0)) seen();
+        });
+        socket.on('message', (data) => {
+          const { id } = JSON.parse(String(data)) as { id: number };
+          socket.send(JSON.stringify({ jsonrpc: '2.0', id, result: '0x1' }));
+        });
+      });
+      try {
+        const c = client(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+        const pong = new Promise<void>((resolve, reject) => {
+          pongSeen.push(resolve);
+          setTimeout(() => reject(new Error('no pong within 2 s')), 2000);
+        });
+        expect(await c.request('eth_chainId', [])).toBe('0x1');
+        await pong;
+        expect(pongs).toBe(1);
+        // Answers to requests sent back to back: each next request carries the ACK of the answer
+        // before it; only the last answer, followed by nothing, is acknowledged with a pong.
+        const last = new Promise<void>((resolve, reject) => {
+          pongSeen.push(resolve);
+          setTimeout(() => reject(new Error('no pong within 2 s')), 2000);
+        });
+        for (let i = 0; i < 5; i++) await c.request('eth_chainId', []);
+        await last;
+        expect(pongs).toBe(2);
+      } finally {
+        for (const socket of sockets) socket.terminate();
+        sockets = [];
+        await new Promise((resolve) => server.close(resolve));
+      }
     });
 
     it('counts a message that is not JSON, or not JSON-RPC, and keeps the socket', async () => {

@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.ts';
 
 /** One sample of an instant query: its labels and value (a float, NaN and ±Inf included). */
 export interface Sample {
@@ -32,18 +32,6 @@ export interface StartPrometheusOptions {
   readonly scrapeIntervalSec?: number;
   /** How long to wait for "ready", in ms. @default 30000 */
   readonly startTimeoutMs?: number;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {
