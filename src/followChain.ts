@@ -16,7 +16,7 @@ import type { Fanout, FanoutResult, Peer } from './fanout/Fanout.ts';
 import type { SubscriptionIndex } from './index/SubscriptionIndex.ts';
 import { createForwarder, type ForwardOutcome } from './ingest/createForwarder.ts';
 import { ThrottledLog } from './ingest/ThrottledLog.ts';
-import { type ChainWatcher, watchChain } from './ingest/watchChain.ts';
+import { type ChainWatcher, type WatchChainOptions, watchChain } from './ingest/watchChain.ts';
 import { watchPending } from './ingest/watchPending.ts';
 import type { LogFields, Logger } from './log.ts';
 import type { Metrics } from './metrics/metrics.ts';
@@ -79,6 +79,99 @@ export interface LedChain {
   readonly close: () => Promise<void>;
 }
 
+/** What ingest reports of a chain while it follows it: its faults, requests, endpoints, reorgs and backfills. */
+interface IngestReports {
+  readonly callbacks: Pick<
+    WatchChainOptions,
+    'onReorg' | 'onBackfill' | 'onError' | 'onFault' | 'onRequest' | 'onEndpoint'
+  >;
+  /** The chain is known: its series start at zero, and what came before it is counted under it. */
+  readonly known: (chainId: number) => void;
+}
+
+/**
+ * The metrics and log lines of ingest for one chain. Until the first endpoint names the chain,
+ * nothing is set under a made-up label: faults wait, endpoint states are kept from the first
+ * request on and applied once it is known (the pool reports changes only).
+ */
+function ingestReports(
+  source: ChainSource,
+  deps: LeadChainDeps,
+  chainOf: () => string | undefined,
+  logger: (component: string, fields?: LogFields) => Logger,
+): IngestReports {
+  const { config, metrics } = deps;
+  const earlyFaults: Array<{ endpoint: string; reason: string }> = [];
+  const endpointStates = new Map<string, boolean>();
+  const showEndpoint = (endpoint: string): void => {
+    const chain = chainOf();
+    if (chain === undefined) return;
+    // URLs on one host share a label (their paths may hold keys): it is up while any of them is.
+    const up = source.urls.some((url) => endpointLabel(url) === endpoint && endpointStates.get(url) === true);
+    metrics.endpointUp.set({ chain, endpoint }, up ? 1 : 0);
+  };
+  // One line per endpoint and reason every 10 s at most: a node failing each poll must not flood the log.
+  const faultLog = new ThrottledLog<LogFields>((line, fields) => logger('ingest', fields).warn({}, line), 10_000);
+  const callbacks: IngestReports['callbacks'] = {
+    onFault: (fault: RpcFaultError, url: string): void => {
+      const endpoint = endpointLabel(url);
+      const chain = chainOf();
+      if (chain === undefined) earlyFaults.push({ endpoint, reason: fault.fault });
+      else metrics.rpcFaults.inc({ chain, endpoint, reason: fault.fault });
+      faultLog.write(
+        `${endpoint} ${fault.fault}`,
+        `chain ${chain ?? '?'}: rpc ${endpoint}: ${fault.fault} (${fault.method ?? 'no request'}): ${fault.message}`,
+        { endpoint, reason: fault.fault, method: fault.method },
+      );
+    },
+    onReorg: (depth, pastWindow) => {
+      const chain = chainOf();
+      if (chain === undefined) return;
+      const labels = { chain };
+      metrics.reorgs.inc(labels);
+      metrics.reorgDepth.observe(labels, depth);
+      if (pastWindow) metrics.deepReorgs.inc(labels);
+      logger('ingest', { depth }).info(
+        {},
+        `chain ${chain}: ${reorgMessage(depth, pastWindow, config.reorgWindowBlocks)}`,
+      );
+    },
+    onBackfill: (blocks) => {
+      const chain = chainOf();
+      if (chain !== undefined) metrics.backfilled.inc({ chain }, blocks);
+    },
+    onError: (error, url) =>
+      logger('ingest', { endpoint: endpointLabel(url) }).warn(
+        { err: error },
+        `chain ${chainOf() ?? '?'}: rpc ${endpointLabel(url)}: ${errorMessage(error)}`,
+      ),
+    onRequest: (method, url, seconds, ok) => {
+      const labels = { endpoint: endpointLabel(url), method };
+      metrics.rpcDuration.observe(labels, seconds);
+      // Adding 0 on success creates the series, so an error rate reads 0 rather than nothing.
+      metrics.rpcErrors.inc(labels, ok ? 0 : 1);
+    },
+    onEndpoint: (url, up) => {
+      endpointStates.set(url, up);
+      showEndpoint(endpointLabel(url));
+    },
+  };
+  return {
+    callbacks,
+    known: (chainId) => {
+      const chain = String(chainId);
+      for (const endpoint of new Set(source.urls.map(endpointLabel))) {
+        // 0 for an endpoint not asked yet: up means its last request succeeded.
+        showEndpoint(endpoint);
+        // Every reason at zero from the start, so that dashboards show a zero rather than no series.
+        for (const reason of RPC_FAULTS) metrics.rpcFaults.inc({ chain, endpoint, reason }, 0);
+      }
+      for (const { endpoint, reason } of earlyFaults.splice(0)) metrics.rpcFaults.inc({ chain, endpoint, reason });
+      for (const kind of ['add', 'retract']) metrics.logAppends.inc({ chain, kind }, 0);
+    },
+  };
+}
+
 /**
  * Starts ingest of one chain: resolves once the chain's id is known and this process either
  * leads the chain (the log has the node's head) or stands by. While leading, every canonical
@@ -92,28 +185,7 @@ export async function leadChain(source: ChainSource, deps: LeadChainDeps): Promi
   let chain: string | undefined = source.chainId === undefined ? undefined : String(source.chainId);
   const logger = (component: string, fields: LogFields = {}): Logger =>
     deps.logger.child({ ...(chain === undefined ? {} : { chain: Number(chain) }), component, ...fields });
-  const earlyFaults: Array<{ endpoint: string; reason: string }> = [];
-  // The last state the pool reported of each URL, kept from the first request on: states seen
-  // before the chain is known are applied once it is, never guessed (the pool reports changes only).
-  const endpointStates = new Map<string, boolean>();
-  const showEndpoint = (endpoint: string): void => {
-    if (chain === undefined) return;
-    // URLs on one host share a label (their paths may hold keys): it is up while any of them is.
-    const up = source.urls.some((url) => endpointLabel(url) === endpoint && endpointStates.get(url) === true);
-    metrics.endpointUp.set({ chain, endpoint }, up ? 1 : 0);
-  };
-  // One line per endpoint and reason every 10 s at most: a node failing each poll must not flood the log.
-  const faultLog = new ThrottledLog<LogFields>((line, fields) => logger('ingest', fields).warn({}, line), 10_000);
-  const onFault = (fault: RpcFaultError, url: string): void => {
-    const endpoint = endpointLabel(url);
-    if (chain === undefined) earlyFaults.push({ endpoint, reason: fault.fault });
-    else metrics.rpcFaults.inc({ chain, endpoint, reason: fault.fault });
-    faultLog.write(
-      `${endpoint} ${fault.fault}`,
-      `chain ${chain ?? '?'}: rpc ${endpointLabel(url)}: ${fault.fault} (${fault.method ?? 'no request'}): ${fault.message}`,
-      { endpoint, reason: fault.fault, method: fault.method },
-    );
-  };
+  const reports = ingestReports(source, deps, () => chain, logger);
   const sinkLog = new ThrottledLog<LogFields>((line) => logger('log').warn({}, line), 10_000);
 
   let closed = false;
@@ -187,47 +259,10 @@ export async function leadChain(source: ChainSource, deps: LeadChainDeps): Promi
             `chain ${chain ?? '?'}: cannot append to the chain log (${errorMessage(error)}): trying again`,
             {},
           ),
-        onReorg: (depth, pastWindow) => {
-          if (chain === undefined) return;
-          const labels = { chain };
-          metrics.reorgs.inc(labels);
-          metrics.reorgDepth.observe(labels, depth);
-          if (pastWindow) metrics.deepReorgs.inc(labels);
-          logger('ingest', { depth }).info(
-            {},
-            `chain ${chain}: ${reorgMessage(depth, pastWindow, config.reorgWindowBlocks)}`,
-          );
-        },
-        onBackfill: (blocks) => {
-          if (chain !== undefined) metrics.backfilled.inc({ chain }, blocks);
-        },
-        onError: (error, url) =>
-          logger('ingest', { endpoint: endpointLabel(url) }).warn(
-            { err: error },
-            `chain ${chain ?? '?'}: rpc ${endpointLabel(url)}: ${errorMessage(error)}`,
-          ),
-        onFault,
-        onRequest: (method, url, seconds, ok) => {
-          const labels = { endpoint: endpointLabel(url), method };
-          metrics.rpcDuration.observe(labels, seconds);
-          // Adding 0 on success creates the series, so an error rate reads 0 rather than nothing.
-          metrics.rpcErrors.inc(labels, ok ? 0 : 1);
-        },
-        onEndpoint: (url, up) => {
-          endpointStates.set(url, up);
-          showEndpoint(endpointLabel(url));
-        },
+        ...reports.callbacks,
       });
       const chainId = watcher.chainId;
-      for (const endpoint of new Set(source.urls.map(endpointLabel))) {
-        // 0 for an endpoint not asked yet: up means its last request succeeded.
-        showEndpoint(endpoint);
-        // Every reason at zero from the start, so that dashboards show a zero rather than no series.
-        for (const reason of RPC_FAULTS) metrics.rpcFaults.inc({ chain: String(chainId), endpoint, reason }, 0);
-      }
-      for (const { endpoint, reason } of earlyFaults.splice(0)) {
-        metrics.rpcFaults.inc({ chain: String(chainId), endpoint, reason });
-      }
+      reports.known(chainId);
       started(chainId);
       await Promise.race([lost, stopped]);
       if (!closed) {
@@ -405,6 +440,9 @@ export async function serveChain<O extends Peer>(
     },
   });
   metrics.logConnected.set({ chain }, 1);
+  // Zero from the start, so that dashboards show a zero rather than no series.
+  metrics.logResets.inc({ chain }, 0);
+  metrics.fanoutErrors.inc({ chain }, 0);
   await reading.ready;
 
   // Mempool → `pending` messages, for activity subscriptions that asked for them (fetches only then).
