@@ -1,0 +1,789 @@
+/**
+ * Ingest latency: a block mined on anvil, to the frame of a `blocks` subscriber of the gateway
+ * (`/v1?encoding=json`), against a client subscribed straight to the node (`eth_subscribe`
+ * `newHeads` on anvil's WebSocket), in the same run and for the same blocks, for three targets at
+ * once, all following the same anvil:
+ *
+ * - in-process: `src/main.ts --rpc ws://anvil` (the chain log in the process);
+ * - Redis, one process: `src/main.ts --rpc ws://anvil --redis URL` (ingest and gateway in one
+ *   process, the log going through Redis);
+ * - Redis, two processes: `--role ingest --rpc ws://anvil --redis URL` and `--role gateway --redis
+ *   URL` (ingest writes the log, the gateway reads it).
+ *
+ * Each Redis target has its own redis-server (so each has its own log and lease, and neither waits
+ * on the other's writes). anvil mines only on `evm_mine`; this process mines each block itself and
+ * stamps `performance.now()` just before sending the request; every client stamps the arrival of
+ * its frame for that block with the same clock, so each block is measured on every target at the
+ * same instant. Some blocks carry ETH transfers (sent through anvil's unlocked accounts before
+ * mining), the others are empty; an `activity` subscriber per target watches their sender.
+ *
+ *   npm run bench:ingest                         3 rounds of 200 blocks per spacing
+ *   npm run bench:ingest -- --rounds 1 --blocks 50
+ *   npm run bench:ingest -- --gateway-dir /path/to/other/tree   (measure another copy of the gateway)
+ *   npm run bench:ingest -- --redis-fsync always                (Redis fsyncs every write)
+ *
+ * Writes bench/results/ingest-latency.md and .json.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type RawData, WebSocket } from 'ws';
+import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
+import { rpc } from '../test/helpers/chain.ts';
+import { type RedisServer, startRedis } from '../test/helpers/redis.ts';
+import { describeMachine } from './lib/proc.ts';
+import { createRandom } from './lib/synthetic.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const RESULTS_DIR = join(ROOT, 'bench', 'results');
+
+function textOption(name: string, fallback: string): string {
+  const at = process.argv.indexOf(`--${name}`);
+  return at < 0 ? fallback : (process.argv[at + 1] ?? fallback);
+}
+
+function option(name: string, fallback: number): number {
+  const at = process.argv.indexOf(`--${name}`);
+  const value = at < 0 ? undefined : Number(process.argv[at + 1]);
+  return value !== undefined && Number.isSafeInteger(value) && value > 0 ? value : fallback;
+}
+
+function fsyncOption(): 'always' | 'everysec' {
+  const value = textOption('redis-fsync', 'everysec');
+  if (value === 'always' || value === 'everysec') return value;
+  throw new Error(`--redis-fsync must be always or everysec, not ${JSON.stringify(value)}`);
+}
+
+/** What one run does; every loop below is bounded by these counts and by `maxRunMs`. */
+const PLAN = {
+  rounds: option('rounds', 3),
+  blocks: option('blocks', 200),
+  /** Blocks mined after the clients connect, not measured (JIT, connections). */
+  warmupBlocks: 10,
+  /** Share of blocks that carry transfers. */
+  txBlockShare: 0.5,
+  /** Transfers in a block that has some: 1 to this many. */
+  maxTransfersPerBlock: 4,
+  /**
+   * Pause after every client has a block, before the next is mined: `gapMs` plus up to
+   * `jitterMs` at random. Each spacing runs every round: a few ms (blocks close together), and
+   * past the 40 ms delayed-ACK timer of Linux (a node that leaves Nagle's algorithm on holds a
+   * notification until its previous message is acknowledged, so the spacing matters).
+   */
+  spacings: [
+    { label: 'close', gapMs: option('gap-ms', 3), jitterMs: 7 },
+    { label: 'apart', gapMs: 60, jitterMs: 10 },
+  ],
+  /** How long a frame may take before its block counts as lost, in ms. */
+  arrivalTimeoutMs: 5000,
+  /** The whole run stops (with an error) after this, in ms. */
+  maxRunMs: 900_000,
+  seed: 0x1a7e,
+  /** The goal: each target's `blocks` p50 at most this many times the node's. */
+  goalRatioP50: 1.3,
+  /**
+   * Redis's `appendfsync` (the servers run with the append-only file on): `everysec` is Redis's
+   * default and what README.md's "Scale out" starts; `always` fsyncs every write of the log.
+   */
+  redisFsync: fsyncOption(),
+  /** The tree whose `src/main.ts` runs as the gateways. */
+  gatewayDir: resolve(textOption('gateway-dir', ROOT)),
+};
+
+/** The gateways measured against the node, in the order of the report. */
+const TARGETS = [
+  { name: 'inProcess', label: 'in-process' },
+  { name: 'redisOne', label: 'Redis, one process' },
+  { name: 'redisTwo', label: 'Redis, two processes' },
+] as const;
+
+type TargetName = (typeof TARGETS)[number]['name'];
+
+/** One stream of frames a client stamps: the node's heads, or a target's `blocks` or `activity`. */
+type Stream = 'node' | `${TargetName}:blocks` | `${TargetName}:activity`;
+
+/** A target's frames for one block: ms from just before `evm_mine` was sent; `null` when none came. */
+interface TargetTimes {
+  readonly blocksMs: number | null;
+  /** Only for blocks with transfers (`null` for the others). */
+  readonly activityMs: number | null;
+}
+
+/** One mined block as measured. */
+interface BlockSample {
+  readonly spacing: string;
+  readonly round: number;
+  readonly number: number;
+  readonly transfers: number;
+  /** When `evm_mine` was sent, in ms since the epoch (to match other processes' logs). */
+  readonly minedAtEpochMs: number;
+  /** From just before `evm_mine` was sent to the node's frame, in ms; `null` when it never came. */
+  readonly nodeMs: number | null;
+  readonly targets: Readonly<Record<TargetName, TargetTimes>>;
+}
+
+interface Distribution {
+  readonly samples: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
+}
+
+function distribution(values: readonly (number | null)[]): Distribution {
+  const sorted = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
+  return {
+    samples: sorted.length,
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted[sorted.length - 1] ?? Number.NaN,
+  };
+}
+
+/** `a − b` when both are known. */
+function difference(a: number | null, b: number | null): number | null {
+  return a === null || b === null ? null : a - b;
+}
+
+/**
+ * Arrival times of frames, per stream and block number, and bounded waits for them: a wait
+ * resolves at the arrival (never by polling) or with `undefined` at its timeout.
+ */
+class Arrivals {
+  readonly #times = new Map<string, number>();
+  readonly #waiters = new Map<string, (at: number) => void>();
+
+  record(stream: Stream, number: number, at: number): void {
+    const key = `${stream}:${number}`;
+    if (this.#times.has(key)) return;
+    this.#times.set(key, at);
+    this.#waiters.get(key)?.(at);
+  }
+
+  until(stream: Stream, number: number, timeoutMs: number): Promise<number | undefined> {
+    const key = `${stream}:${number}`;
+    const known = this.#times.get(key);
+    if (known !== undefined) return Promise.resolve(known);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(key);
+        resolve(undefined);
+      }, timeoutMs);
+      this.#waiters.set(key, (at) => {
+        clearTimeout(timer);
+        this.#waiters.delete(key);
+        resolve(at);
+      });
+    });
+  }
+}
+
+/** One process of the gateway (`src/main.ts` of `PLAN.gatewayDir`), started by this benchmark. */
+interface GatewayChild {
+  readonly name: string;
+  /** The ready line's match (see {@link startChild}). */
+  readonly ready: RegExpExecArray;
+  /** Why it stopped by itself (`exited with 1`), or `undefined` while it runs. */
+  readonly exited: () => string | undefined;
+  /** SIGTERM, SIGKILL after 10 s; resolves once it exited. */
+  readonly stop: () => Promise<void>;
+}
+
+/** The line a gateway prints once it serves: its URL. */
+const LISTENING = /listening on ws:\/\/127\.0\.0\.1:(\d+)\/v1/;
+/** The line an ingest process (`--role ingest`) prints once it writes the log. */
+const INGESTING = /ingest of chain \d+ into Redis; metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/;
+
+/**
+ * Runs `src/main.ts` of `PLAN.gatewayDir` with `args` (on 127.0.0.1) and waits, at most 30 s, for
+ * a line matching `ready` on its output. On failure the process is stopped.
+ */
+function startChild(name: string, args: readonly string[], ready: RegExp): Promise<GatewayChild> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx/esm', 'src/main.ts', ...args, '--host', '127.0.0.1'],
+    { cwd: PLAN.gatewayDir, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  let exitedWith: string | undefined;
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    stopping = true;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  let output = '';
+  let started = false;
+  return new Promise((resolveStart, reject) => {
+    const fail = (why: string): void => {
+      void stop();
+      reject(new Error(`${name} (${PLAN.gatewayDir}, ${args.join(' ')}) ${why}:\n${output.slice(-4000)}`));
+    };
+    const timer = setTimeout(() => fail('printed no ready line within 30 s'), 30_000);
+    const onData = (chunk: Buffer): void => {
+      if (started) return;
+      if (output.length < 65_536) output += chunk.toString();
+      const match = ready.exec(output);
+      if (match === null) return;
+      started = true;
+      clearTimeout(timer);
+      child.once('exit', (code, signal) => {
+        if (stopping) return;
+        exitedWith = `exited with ${code ?? signal}`;
+        log(`${name} ${exitedWith}`);
+      });
+      resolveStart({ name, ready: match, exited: () => exitedWith, stop });
+    };
+    // Both pipes are read to the end, so the gateway never stalls on a full pipe.
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      if (!started) fail(`exited with ${code} before it was ready`);
+    });
+  });
+}
+
+/** A target as running: the URL of its gateway and its processes. */
+interface Deployment {
+  readonly target: TargetName;
+  /** `ws://127.0.0.1:PORT/v1` */
+  readonly url: string;
+  readonly processes: readonly GatewayChild[];
+}
+
+function gatewayUrl(child: GatewayChild): string {
+  return `ws://127.0.0.1:${child.ready[1]}/v1`;
+}
+
+/** A redis-server for one target, with `appendfsync` as planned (see `PLAN.redisFsync`). */
+async function startTargetRedis(cleanups: Cleanups): Promise<RedisServer> {
+  const redis = await startRedis();
+  cleanups.unshift(redis.close);
+  await redis.command('CONFIG', 'SET', 'appendfsync', PLAN.redisFsync);
+  return redis;
+}
+
+/** Things to stop at the end, newest first. */
+type Cleanups = Array<() => Promise<void>>;
+
+/** Starts the three targets, each following `anvil`; what it starts is added to `cleanups`. */
+async function deployTargets(anvil: Anvil, cleanups: Cleanups): Promise<Deployment[]> {
+  const started = async (name: string, args: readonly string[], ready: RegExp): Promise<GatewayChild> => {
+    const child = await startChild(name, args, ready);
+    cleanups.unshift(child.stop);
+    return child;
+  };
+  const rpcArgs = ['--rpc', anvil.wsUrl];
+  const inProcess = await started('in-process gateway', [...rpcArgs, '--port', '0'], LISTENING);
+
+  const redisOne = await startTargetRedis(cleanups);
+  const one = await started(
+    'Redis one-process gateway',
+    [...rpcArgs, '--redis', redisOne.url, '--port', '0'],
+    LISTENING,
+  );
+
+  const redisTwo = await startTargetRedis(cleanups);
+  const ingest = await started(
+    'Redis ingest',
+    ['--role', 'ingest', ...rpcArgs, '--redis', redisTwo.url, '--port', '0'],
+    INGESTING,
+  );
+  log(`Redis ingest: metrics at ${ingest.ready[1]}`);
+  const two = await started('Redis gateway', ['--role', 'gateway', '--redis', redisTwo.url, '--port', '0'], LISTENING);
+
+  return [
+    { target: 'inProcess', url: gatewayUrl(inProcess), processes: [inProcess] },
+    { target: 'redisOne', url: gatewayUrl(one), processes: [one] },
+    { target: 'redisTwo', url: gatewayUrl(two), processes: [ingest, two] },
+  ];
+}
+
+function text(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+}
+
+/**
+ * Opens a WebSocket (bounded) and hands every message, stamped on arrival, to `onMessage`. Seven
+ * clients share this process: a handler only stamps, parses and records, so that one client's
+ * frame never holds another's stamp back by more than microseconds.
+ */
+function connect(url: string, onMessage: (message: Record<string, unknown>, at: number) => void): Promise<WebSocket> {
+  const socket = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: 10_000 });
+  socket.on('message', (data: RawData) => {
+    // Stamped before anything else is done with the frame.
+    const at = performance.now();
+    onMessage(JSON.parse(text(data)) as Record<string, unknown>, at);
+  });
+  return new Promise((resolve, reject) => {
+    socket.once('open', () => resolve(socket));
+    socket.once('error', (error) => reject(new Error(`cannot connect to ${url}: ${error.message}`)));
+  });
+}
+
+/** Sends one request on `socket` and waits (bounded) for the message that answers it. */
+function request(
+  socket: WebSocket,
+  payload: Record<string, unknown>,
+  isAnswer: (message: Record<string, unknown>) => boolean,
+  what: string,
+): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off('message', onMessage);
+      reject(new Error(`${what}: no answer within 10 s`));
+    }, 10_000);
+    const onMessage = (data: RawData): void => {
+      const message = JSON.parse(text(data)) as Record<string, unknown>;
+      if (!isAnswer(message)) return;
+      clearTimeout(timer);
+      socket.off('message', onMessage);
+      resolve(message);
+    };
+    socket.on('message', onMessage);
+    socket.send(JSON.stringify(payload));
+  });
+}
+
+/** Subscribes to `newHeads` on the node. */
+async function openNodeClient(anvil: Anvil, arrivals: Arrivals): Promise<WebSocket> {
+  const socket = await connect(anvil.wsUrl, (message, at) => {
+    const head = (message['params'] as { result?: { number?: string } } | undefined)?.result;
+    if (message['method'] === 'eth_subscription' && typeof head?.number === 'string') {
+      arrivals.record('node', Number(head.number), at);
+      // anvil leaves Nagle's algorithm on: its next notification waits until this one is
+      // acknowledged, and a reader that never writes gets delayed ACKs (up to 40 ms). An
+      // unsolicited pong acknowledges at once, as the gateway's ingest does, so that this
+      // baseline is the node's own delivery rather than the TCP timer.
+      socket.pong();
+    }
+  });
+  const answer = await request(
+    socket,
+    { jsonrpc: '2.0', id: 1, method: 'eth_subscribe', params: ['newHeads'] },
+    (m) => m['id'] === 1,
+    'eth_subscribe newHeads on anvil',
+  );
+  if (typeof answer['result'] !== 'string') throw new Error(`eth_subscribe failed: ${JSON.stringify(answer)}`);
+  return socket;
+}
+
+/** Subscribes to `blocks`, or to the `activity` of `sender`, on one target's gateway. */
+async function openGatewayClient(
+  deployment: Deployment,
+  channel: 'blocks' | 'activity',
+  sender: string,
+  arrivals: Arrivals,
+): Promise<WebSocket> {
+  const stream: Stream = `${deployment.target}:${channel}`;
+  const socket = await connect(`${deployment.url}?encoding=json`, (message, at) => {
+    if (message['type'] === 'block' && typeof message['number'] === 'number') {
+      arrivals.record(stream, message['number'], at);
+    } else if (message['type'] === 'activity') {
+      const number = (message['block'] as { number?: unknown } | undefined)?.number;
+      if (typeof number === 'number') arrivals.record(stream, number, at);
+    }
+  });
+  const subscribe =
+    channel === 'blocks'
+      ? { op: 'subscribe', id: 1, channel }
+      : { op: 'subscribe', id: 1, channel, addresses: [sender] };
+  const what = `subscribe ${channel} on the ${deployment.target} gateway`;
+  const answer = await request(socket, subscribe, (m) => m['id'] === 1, what);
+  if (answer['type'] !== 'subscribed') throw new Error(`${what} failed: ${JSON.stringify(answer)}`);
+  return socket;
+}
+
+/**
+ * Connects the node client and each target's `blocks` and `activity` clients, one after the
+ * other, starting with a different one each round (the order sockets are served in when frames
+ * arrive together may favour the first). Every socket opened is pushed to `sockets`, also when a
+ * later one fails.
+ */
+async function connectClients(
+  anvil: Anvil,
+  deployments: readonly Deployment[],
+  sender: string,
+  arrivals: Arrivals,
+  round: number,
+  sockets: WebSocket[],
+): Promise<void> {
+  const openers: Array<() => Promise<void>> = [
+    async () => {
+      sockets.push(await openNodeClient(anvil, arrivals));
+    },
+    ...deployments.map((deployment) => async () => {
+      sockets.push(await openGatewayClient(deployment, 'blocks', sender, arrivals));
+      sockets.push(await openGatewayClient(deployment, 'activity', sender, arrivals));
+    }),
+  ];
+  for (let i = 0; i < openers.length; i++) await (openers[(round + i) % openers.length] as () => Promise<void>)();
+}
+
+/** anvil's unlocked accounts: the sender of every transfer and three receivers. */
+async function accounts(anvil: Anvil): Promise<{ sender: string; receivers: string[] }> {
+  const all = await rpc<string[]>(anvil.httpUrl, 'eth_accounts');
+  const [sender, ...rest] = all.map((a) => a.toLowerCase());
+  if (sender === undefined || rest.length < 3) throw new Error(`anvil has ${all.length} unlocked accounts, 4 needed`);
+  return { sender, receivers: rest.slice(0, 3) };
+}
+
+/**
+ * Mines one block (after `transfers` transfers from `sender`), and waits (bounded) for every
+ * client's frame for it. The mining time is stamped just before `evm_mine` is sent.
+ */
+async function mineOne(
+  anvil: Anvil,
+  arrivals: Arrivals,
+  number: number,
+  transfers: number,
+  from: { sender: string; receivers: string[] },
+): Promise<Pick<BlockSample, 'minedAtEpochMs' | 'nodeMs' | 'targets'>> {
+  for (let i = 0; i < transfers; i++) {
+    const to = from.receivers[i % from.receivers.length] as string;
+    await rpc(anvil.httpUrl, 'eth_sendTransaction', [{ from: from.sender, to, value: `0x${(1000 + i).toString(16)}` }]);
+  }
+  const minedAt = performance.now();
+  await rpc(anvil.httpUrl, 'evm_mine');
+  const since = (at: number | undefined): number | null => (at === undefined ? null : at - minedAt);
+  const wait = async (stream: Stream): Promise<number | null> =>
+    since(await arrivals.until(stream, number, PLAN.arrivalTimeoutMs));
+  const targetTimes = async (target: TargetName): Promise<TargetTimes> => {
+    const [blocksMs, activityMs] = await Promise.all([
+      wait(`${target}:blocks`),
+      transfers > 0 ? wait(`${target}:activity`) : Promise.resolve(null),
+    ]);
+    return { blocksMs, activityMs };
+  };
+  const [nodeMs, inProcess, redisOne, redisTwo] = await Promise.all([
+    wait('node'),
+    targetTimes('inProcess'),
+    targetTimes('redisOne'),
+    targetTimes('redisTwo'),
+  ]);
+  return { minedAtEpochMs: performance.timeOrigin + minedAt, nodeMs, targets: { inProcess, redisOne, redisTwo } };
+}
+
+/** How far apart blocks are mined (see `PLAN.spacings`). */
+type Spacing = (typeof PLAN.spacings)[number];
+
+/** Throws when a gateway or ingest process stopped by itself: its frames would only time out. */
+function assertRunning(deployments: readonly Deployment[]): void {
+  for (const child of deployments.flatMap((d) => d.processes)) {
+    const why = child.exited();
+    if (why !== undefined) throw new Error(`${child.name} ${why} during the run: stopped`);
+  }
+}
+
+async function runRound(
+  spacing: Spacing,
+  round: number,
+  anvil: Anvil,
+  deployments: readonly Deployment[],
+  from: { sender: string; receivers: string[] },
+  deadline: number,
+): Promise<BlockSample[]> {
+  const arrivals = new Arrivals();
+  const random = createRandom(PLAN.seed + round);
+  const sockets: WebSocket[] = [];
+  const samples: BlockSample[] = [];
+  try {
+    await connectClients(anvil, deployments, from.sender, arrivals, round, sockets);
+    let number = Number(await rpc<string>(anvil.httpUrl, 'eth_blockNumber'));
+    for (let i = 0; i < PLAN.warmupBlocks + PLAN.blocks; i++) {
+      if (performance.now() > deadline) throw new Error(`the run passed ${PLAN.maxRunMs} ms: stopped`);
+      assertRunning(deployments);
+      const transfers = random() < PLAN.txBlockShare ? 1 + Math.floor(random() * PLAN.maxTransfersPerBlock) : 0;
+      number++;
+      const measured = await mineOne(anvil, arrivals, number, transfers, from);
+      if (i >= PLAN.warmupBlocks) samples.push({ spacing: spacing.label, round, number, transfers, ...measured });
+      const gapMs = spacing.gapMs + random() * spacing.jitterMs;
+      await new Promise((resolve) => setTimeout(resolve, gapMs));
+    }
+    return samples;
+  } finally {
+    for (const socket of sockets) socket.terminate();
+  }
+}
+
+/** One target's figures over a set of blocks. */
+interface TargetSummary {
+  readonly blocks: Distribution;
+  /** Over the blocks with transfers. */
+  readonly activity: Distribution;
+  /** `blocks` over node, at p50 and p99. */
+  readonly ratioP50: number;
+  readonly ratioP99: number;
+  /** `activity` over node on the same blocks (those with transfers), at p50 and p99. */
+  readonly activityRatioP50: number;
+  readonly activityRatioP99: number;
+  /** `blocks` minus node on the same block: what the gateway adds, in ms. */
+  readonly addedOverNode: Distribution;
+  /** `blocks` minus the in-process `blocks` on the same block: what the log on Redis adds, in ms. */
+  readonly addedOverInProcess: Distribution;
+  readonly lost: { readonly blocks: number; readonly activity: number };
+}
+
+interface Summary {
+  readonly node: Distribution;
+  /** The node over the blocks with transfers (the baseline of `activity`). */
+  readonly nodeWithTransfers: Distribution;
+  readonly lostNode: number;
+  readonly targets: Readonly<Record<TargetName, TargetSummary>>;
+}
+
+function summarizeTarget(
+  samples: readonly BlockSample[],
+  target: TargetName,
+  node: Distribution,
+  nodeWithTransfers: Distribution,
+): TargetSummary {
+  const withTransfers = samples.filter((s) => s.transfers > 0);
+  const blocks = distribution(samples.map((s) => s.targets[target].blocksMs));
+  const activity = distribution(withTransfers.map((s) => s.targets[target].activityMs));
+  return {
+    blocks,
+    activity,
+    ratioP50: blocks.p50 / node.p50,
+    ratioP99: blocks.p99 / node.p99,
+    activityRatioP50: activity.p50 / nodeWithTransfers.p50,
+    activityRatioP99: activity.p99 / nodeWithTransfers.p99,
+    addedOverNode: distribution(samples.map((s) => difference(s.targets[target].blocksMs, s.nodeMs))),
+    addedOverInProcess: distribution(
+      samples.map((s) => difference(s.targets[target].blocksMs, s.targets.inProcess.blocksMs)),
+    ),
+    lost: {
+      blocks: samples.filter((s) => s.targets[target].blocksMs === null).length,
+      activity: withTransfers.filter((s) => s.targets[target].activityMs === null).length,
+    },
+  };
+}
+
+function summarize(samples: readonly BlockSample[]): Summary {
+  const node = distribution(samples.map((s) => s.nodeMs));
+  const nodeWithTransfers = distribution(samples.filter((s) => s.transfers > 0).map((s) => s.nodeMs));
+  const of = (target: TargetName): TargetSummary => summarizeTarget(samples, target, node, nodeWithTransfers);
+  return {
+    node,
+    nodeWithTransfers,
+    lostNode: samples.filter((s) => s.nodeMs === null).length,
+    targets: { inProcess: of('inProcess'), redisOne: of('redisOne'), redisTwo: of('redisTwo') },
+  };
+}
+
+/** The figures of one spacing: all blocks, empty ones, ones with transfers, and per round. */
+interface SpacingReport {
+  readonly spacing: Spacing;
+  readonly all: Summary;
+  readonly empty: Summary;
+  readonly withTransfers: Summary;
+  readonly rounds: Summary[];
+}
+
+function report(spacing: Spacing, samples: readonly BlockSample[]): SpacingReport {
+  const of = samples.filter((s) => s.spacing === spacing.label);
+  return {
+    spacing,
+    all: summarize(of),
+    empty: summarize(of.filter((s) => s.transfers === 0)),
+    withTransfers: summarize(of.filter((s) => s.transfers > 0)),
+    rounds: Array.from({ length: PLAN.rounds }, (_, r) => summarize(of.filter((s) => s.round === r))),
+  };
+}
+
+function fixed(n: number): string {
+  return Number.isNaN(n) ? '-' : n.toFixed(2);
+}
+
+function meetsGoal(s: TargetSummary): string {
+  if (Number.isNaN(s.ratioP50)) return '-';
+  return s.ratioP50 <= PLAN.goalRatioP50 ? 'yes' : 'no';
+}
+
+/** One line of the ratio table: a target's ratios to the node and what the log on Redis adds. */
+function ratioRow(label: string, s: TargetSummary, inProcess: boolean): string {
+  const logAdds = inProcess ? '| - | - ' : `| ${fixed(s.addedOverInProcess.p50)} | ${fixed(s.addedOverInProcess.p99)} `;
+  return `| ${label} | **${fixed(s.ratioP50)}** | ${fixed(s.ratioP99)} | ${fixed(s.activityRatioP50)} | ${fixed(s.activityRatioP99)} | ${fixed(s.addedOverNode.p50)} | ${fixed(s.addedOverNode.p99)} ${logAdds}| ${meetsGoal(s)} |`;
+}
+
+const RATIO_HEADER = [
+  '| target | `blocks` / node p50 | `blocks` / node p99 | `activity` / node p50 | `activity` / node p99 | − node p50 ms | − node p99 ms | log adds p50 ms | log adds p99 ms | p50 ≤ 1.3 × node |',
+  '|---|---|---|---|---|---|---|---|---|---|',
+];
+
+function spacingSection(r: SpacingReport): string[] {
+  const row = (label: string, d: Distribution): string =>
+    `| ${label} | ${d.samples} | ${fixed(d.p50)} | ${fixed(d.p90)} | ${fixed(d.p99)} | ${fixed(d.max)} |`;
+  const kindRow = (label: string, empty: Distribution, withTransfers: Distribution): string =>
+    `| ${label} | ${fixed(empty.p50)} | ${fixed(empty.p99)} | ${fixed(withTransfers.p50)} | ${fixed(withTransfers.p99)} |`;
+  const { all, empty, withTransfers } = r;
+  const lost = TARGETS.map(
+    ({ name, label }) =>
+      `${label} \`blocks\` ${all.targets[name].lost.blocks}, \`activity\` ${all.targets[name].lost.activity}`,
+  ).join('; ');
+  const roundCells = (s: Summary, p: 'p50' | 'p99'): string =>
+    TARGETS.map(({ name }) => {
+      const t = s.targets[name];
+      return `${fixed(t.blocks[p])} (${fixed(p === 'p50' ? t.ratioP50 : t.ratioP99)})`;
+    }).join(' | ');
+  return [
+    `## Blocks ${r.spacing.gapMs}-${r.spacing.gapMs + r.spacing.jitterMs} ms after the last frame of the previous one (${r.spacing.label})`,
+    '',
+    '| client | blocks | p50 ms | p90 ms | p99 ms | max ms |',
+    '|---|---|---|---|---|---|',
+    row('node `newHeads`', all.node),
+    ...TARGETS.flatMap(({ name, label }) => [
+      row(`${label}: \`blocks\``, all.targets[name].blocks),
+      row(`${label}: \`activity\` (blocks with transfers)`, all.targets[name].activity),
+    ]),
+    '',
+    'Ratios to the node (`activity` against the node on the same blocks, those with transfers);',
+    '"− node": the target\'s `blocks` minus the node, same block; "log adds": the target\'s `blocks`',
+    'minus the in-process `blocks`, same block.',
+    '',
+    ...RATIO_HEADER,
+    ...TARGETS.map(({ name, label }) => ratioRow(label, all.targets[name], name === 'inProcess')),
+    '',
+    `Frames lost (none within ${PLAN.arrivalTimeoutMs} ms): node ${all.lostNode}; ${lost}.`,
+    '',
+    '| `blocks` of | empty p50 ms | empty p99 ms | with transfers p50 ms | with transfers p99 ms |',
+    '|---|---|---|---|---|',
+    kindRow('node `newHeads`', empty.node, withTransfers.node),
+    ...TARGETS.map(({ name, label }) => kindRow(label, empty.targets[name].blocks, withTransfers.targets[name].blocks)),
+    '',
+    'Per round, `blocks` in ms (its ratio to the node):',
+    '',
+    `| round | node p50 | ${TARGETS.map((t) => `${t.label} p50`).join(' | ')} | node p99 | ${TARGETS.map((t) => `${t.label} p99`).join(' | ')} |`,
+    `|---|---|${TARGETS.map(() => '---|').join('')}---|${TARGETS.map(() => '---|').join('')}`,
+    ...r.rounds.map(
+      (s, i) =>
+        `| ${i + 1} | ${fixed(s.node.p50)} | ${roundCells(s, 'p50')} | ${fixed(s.node.p99)} | ${roundCells(s, 'p99')} |`,
+    ),
+    '',
+  ];
+}
+
+/** The headline: every target's ratios to the node, per spacing. */
+function summarySection(reports: readonly SpacingReport[]): string[] {
+  return [
+    '## Summary',
+    '',
+    '| spacing | target | `blocks` / node p50 | `blocks` / node p99 | log adds p50 ms | log adds p99 ms | p50 ≤ 1.3 × node |',
+    '|---|---|---|---|---|---|---|',
+    ...reports.flatMap((r) =>
+      TARGETS.map(({ name, label }) => {
+        const s = r.all.targets[name];
+        const logAdds =
+          name === 'inProcess' ? '- | -' : `${fixed(s.addedOverInProcess.p50)} | ${fixed(s.addedOverInProcess.p99)}`;
+        return `| ${r.spacing.label} | ${label} | **${fixed(s.ratioP50)}** | ${fixed(s.ratioP99)} | ${logAdds} | ${meetsGoal(s)} |`;
+      }),
+    ),
+    '',
+  ];
+}
+
+function markdown(at: string, machine: ReturnType<typeof describeMachine>, reports: readonly SpacingReport[]): string {
+  return [
+    '# Ingest latency: a mined block to the gateway subscriber, against the node subscriber',
+    '',
+    `Run ${at} on ${machine.cpuModel} (${machine.cores} cores), Node ${machine.node}. anvil with no automatic`,
+    `mining; per spacing, ${PLAN.rounds} rounds of ${PLAN.blocks} blocks (after ${PLAN.warmupBlocks} warm-up blocks each, fresh`,
+    `client connections each round). ${PLAN.txBlockShare * 100}% of blocks carry 1-${PLAN.maxTransfersPerBlock} ETH transfers from one sender.`,
+    'A block is mined once every client has the previous one, plus the spacing. Latency: from just',
+    'before `evm_mine` is sent (HTTP) to the frame of that block on a client in the same process (one',
+    "clock). node: `eth_subscribe` `newHeads` on anvil's WebSocket. Three targets, each the real",
+    'gateway (`src/main.ts`, default poll interval) following the same anvil over `ws://`, all running',
+    'and measured at once, so every block is measured on every target in the same instant:',
+    '',
+    '- **in-process**: `--rpc ws://…`, the chain log in the process;',
+    '- **Redis, one process**: `--rpc ws://… --redis URL` (ingest and gateway in one process, the log',
+    '  going through Redis);',
+    '- **Redis, two processes**: `--role ingest --rpc ws://… --redis URL` writes the log, `--role',
+    '  gateway --redis URL` reads it and serves the subscribers.',
+    '',
+    `Each Redis target has its own redis-server on loopback (append-only file, \`appendfsync ${PLAN.redisFsync}\`).`,
+    'On each target, `blocks` on `/v1?encoding=json`, and `activity` of the sender on its own',
+    'connection. The order in which the clients connect turns each round. All processes (anvil, two',
+    `redis-servers, four gateway processes, the clients) share the machine's ${machine.cores} cores.`,
+    '',
+    `Goal: each target's \`blocks\` p50 at most ${PLAN.goalRatioP50} × the node's p50.`,
+    '',
+    ...summarySection(reports),
+    ...reports.flatMap(spacingSection),
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const deadline = performance.now() + PLAN.maxRunMs;
+  const cleanups: Cleanups = [];
+  const stopAll = async (): Promise<void> => {
+    // Newest first: gateways before their ingest, processes before Redis, everything before anvil.
+    for (const cleanup of cleanups.splice(0)) {
+      try {
+        await cleanup();
+      } catch (error) {
+        log(`cleanup: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  };
+  const onSignal = (): void => {
+    void stopAll().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const samples: BlockSample[] = [];
+  try {
+    const anvil = await startAnvil({ noMining: true });
+    cleanups.unshift(() => anvil.close());
+    const deployments = await deployTargets(anvil, cleanups);
+    const from = await accounts(anvil);
+    for (const spacing of PLAN.spacings) {
+      for (let round = 0; round < PLAN.rounds; round++) {
+        const of = await runRound(spacing, round, anvil, deployments, from, deadline);
+        const s = summarize(of);
+        const targets = TARGETS.map(
+          ({ name, label }) =>
+            `${label} p50 ${fixed(s.targets[name].blocks.p50)} p99 ${fixed(s.targets[name].blocks.p99)}`,
+        ).join('; ');
+        log(
+          `${spacing.label}, round ${round + 1}: node p50 ${fixed(s.node.p50)} ms p99 ${fixed(s.node.p99)}; ${targets}`,
+        );
+        samples.push(...of);
+      }
+    }
+  } finally {
+    await stopAll();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  const reports = PLAN.spacings.map((spacing) => report(spacing, samples));
+  const machine = describeMachine();
+  const at = new Date().toISOString();
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(
+    join(RESULTS_DIR, 'ingest-latency.json'),
+    `${JSON.stringify({ plan: PLAN, targets: TARGETS, machine, at, reports, samples }, null, 2)}\n`,
+  );
+  const md = markdown(at, machine, reports);
+  writeFileSync(join(RESULTS_DIR, 'ingest-latency.md'), md);
+  process.stdout.write(md);
+}
+
+await main();
