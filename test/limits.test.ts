@@ -256,12 +256,22 @@ describe('an open-files limit of 1024', () => {
     const health = watchHealth();
     const upgrades: Upgrade[] = [];
     for (let i = 0; i < ATTEMPTS; i += 100) {
-      const batch = Array.from({ length: Math.min(100, ATTEMPTS - i) }, () => tryUpgrade(gateway.url));
+      // A connection the kernel queued and reset as accepting paused is refused too (status 0);
+      // any other failure fails the test.
+      const batch = Array.from({ length: Math.min(100, ATTEMPTS - i) }, () =>
+        tryUpgrade(gateway.url).catch((error: NodeJS.ErrnoException) => {
+          if (error.code === 'ECONNRESET' || error.code === 'ECONNREFUSED') return { status: 0 };
+          throw error;
+        }),
+      );
       upgrades.push(...(await Promise.all(batch)));
     }
     const opened = upgrades.filter((u) => u.status === 101);
     const refused = upgrades.filter((u) => u.status === 503);
-    expect(opened.length + refused.length).toBe(ATTEMPTS);
+    const reset = upgrades.filter((u) => u.status === 0);
+    expect(opened.length + refused.length + reset.length).toBe(ATTEMPTS);
+    // Nearly every refusal is the documented 503; a reset is the rare race with a paused accept.
+    expect(reset.length).toBeLessThanOrEqual(ATTEMPTS / 20);
     expect(refused.length).toBeGreaterThan(0);
     // Held: the gateway's CPU over three seconds of it.
     const pid = gateway.process.pid as number;
@@ -274,7 +284,7 @@ describe('an open-files limit of 1024', () => {
     for (const u of opened) u.ws?.close();
     const statuses = await health.stop();
     console.log(
-      `ulimit -n ${LIMIT}: ${ATTEMPTS} upgrades, ${opened.length} opened, ${refused.length} refused with 503; CPU ${(share * 100).toFixed(1)} % while held; /healthz ${statuses.filter((s) => s === 200).length} of ${statuses.length} answered 200`,
+      `ulimit -n ${LIMIT}: ${ATTEMPTS} upgrades, ${opened.length} opened, ${refused.length} refused with 503, ${reset.length} reset; CPU ${(share * 100).toFixed(1)} % while held; /healthz ${statuses.filter((s) => s === 200).length} of ${statuses.length} answered 200`,
     );
     expect(statuses.length).toBeGreaterThan(5);
     expect(statuses.every((s) => s === 200)).toBe(true);
