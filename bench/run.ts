@@ -10,10 +10,8 @@
  *
  * Writes bench/results/latest.md and bench/results/latest.json.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { LineProcess } from './lib/lineProcess.ts';
 import { describeMachine } from './lib/proc.ts';
 import { type Figures, figuresOf, markdown, type RunResults, type TargetCheck, writeResults } from './lib/report.ts';
@@ -29,11 +27,10 @@ import {
   type ServerKind,
 } from './lib/round.ts';
 import { subscribeLines, type Workload, watchLists } from './lib/synthetic.ts';
+import { BUILD_DIR, buildLoadgen, ROOT, requireTools, rotate } from './lib/tools.ts';
 import type { MicroResult } from './micro.ts';
 import { ACTIVITY_WORKLOAD } from './micro.ts';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const BUILD_DIR = join(ROOT, 'bench', '.build');
 const RESULTS_DIR = join(ROOT, 'bench', 'results');
 
 /** Sizes and durations of a run. */
@@ -93,27 +90,6 @@ const BLOCKS_WORKLOAD: Workload = {
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
-}
-
-function buildLoadgen(): string {
-  mkdirSync(BUILD_DIR, { recursive: true });
-  const out = join(BUILD_DIR, 'wsload');
-  execFileSync('cc', ['-O2', '-Wall', '-o', out, join(ROOT, 'bench', 'loadgen', 'wsload.c')], { stdio: 'inherit' });
-  return out;
-}
-
-function checkTools(): void {
-  for (const [tool, args] of [
-    ['taskset', ['-V']],
-    ['cc', ['--version']],
-  ] as const) {
-    const result = spawnSync(tool, args, { stdio: 'ignore' });
-    if (result.error !== undefined) throw new Error(`bench: ${tool} is needed (${result.error.message})`);
-  }
-}
-
-function rotate<T>(items: readonly T[], by: number): T[] {
-  return items.map((_, i) => items[(i + by) % items.length] as T);
 }
 
 async function runMicroChild(quick: boolean): Promise<MicroResult[]> {
@@ -275,7 +251,10 @@ async function main(): Promise<void> {
   const only = onlyArg === undefined ? undefined : new Set(onlyArg.split(','));
   const wants = (s: string): boolean => only === undefined || only.has(s);
   const started = Date.now();
-  checkTools();
+  requireTools('bench', [
+    ['taskset', ['-V']],
+    ['cc', ['--version']],
+  ]);
   const loadgen = buildLoadgen();
   mkdirSync(RESULTS_DIR, { recursive: true });
   const ctx: RoundContext = { root: ROOT, loadgen, buildDir: BUILD_DIR, roundCounter: 0, log };

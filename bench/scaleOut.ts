@@ -16,17 +16,17 @@
  *
  * Writes bench/results/scale-out.md and bench/results/scale-out.json.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer as createNetServer } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { ChainLogWriter } from '../src/chainlog/ChainLog.ts';
 import { createRedisLog } from '../src/chainlog/RedisLog.ts';
 import type { ChainBlock } from '../src/domain/types.ts';
+import { freePort } from '../test/helpers/ports.ts';
 import { type RedisServer, startRedis } from '../test/helpers/redis.ts';
 import { LineProcess, type Message } from './lib/lineProcess.ts';
 import { type CpuTime, cpuDelta, cpuTime, describeMachine, type MachineDescription } from './lib/proc.ts';
+import { percentile, sum } from './lib/report.ts';
 import {
   CLIENT_CPU,
   CONNS_PER_CLIENT_PROCESS,
@@ -37,10 +37,9 @@ import {
   SERVER_CPU,
 } from './lib/round.ts';
 import { BENCH_CHAIN_ID, createBlockSource, subscribeLines, type Workload } from './lib/synthetic.ts';
+import { BUILD_DIR, buildLoadgen, ROOT, requireTools, rotate } from './lib/tools.ts';
 import type { LogRead } from './servers/logGatewayServer.ts';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const BUILD_DIR = join(ROOT, 'bench', '.build');
 const RESULTS_DIR = join(ROOT, 'bench', 'results');
 
 /** The targets compared, in the order of the first round. */
@@ -113,51 +112,6 @@ const LISTEN_TIMEOUT_MS = 60_000;
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
-}
-
-function checkTools(): void {
-  for (const [tool, args] of [
-    ['taskset', ['-V']],
-    ['cc', ['--version']],
-    ['redis-server', ['--version']],
-  ] as const) {
-    const result = spawnSync(tool, args, { stdio: 'ignore' });
-    if (result.error !== undefined) throw new Error(`bench:scale: ${tool} is needed (${result.error.message})`);
-  }
-}
-
-function buildLoadgen(): string {
-  mkdirSync(BUILD_DIR, { recursive: true });
-  const out = join(BUILD_DIR, 'wsload');
-  execFileSync('cc', ['-O2', '-Wall', '-o', out, join(ROOT, 'bench', 'loadgen', 'wsload.c')], { stdio: 'inherit' });
-  return out;
-}
-
-/** A port of 127.0.0.1 that was free a moment ago (the gateways need a fixed one to share). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function rotate<T>(items: readonly T[], by: number): T[] {
-  return items.map((_, i) => items[(i + by) % items.length] as T);
-}
-
-function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
-}
-
-function sum(values: readonly number[]): number {
-  return values.reduce((a, b) => a + b, 0);
 }
 
 function cpuUs(time: CpuTime): number {
@@ -863,7 +817,11 @@ function parsePlan(argv: readonly string[]): Plan {
 async function main(): Promise<void> {
   const plan = parsePlan(process.argv.slice(2));
   const started = Date.now();
-  checkTools();
+  requireTools('bench:scale', [
+    ['taskset', ['-V']],
+    ['cc', ['--version']],
+    ['redis-server', ['--version']],
+  ]);
   const loadgen = buildLoadgen();
   mkdirSync(RESULTS_DIR, { recursive: true });
   const machine = describeMachine();

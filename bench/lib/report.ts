@@ -64,13 +64,14 @@ export interface RunResults {
   readonly rounds: readonly (RoundResult & { readonly label: string })[];
 }
 
-function percentile(values: readonly number[], p: number): number {
+/** The `p`th percentile (nearest rank) of `values`, unsorted; NaN when there are none. */
+export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
 }
 
-function sum(values: readonly number[]): number {
+export function sum(values: readonly number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
 
