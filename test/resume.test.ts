@@ -52,18 +52,6 @@ describe('resume from a cursor', () => {
     return { client, sub: await client.subscribe({ channel: 'blocks' }) };
   }
 
-  /** Subscribes with `from` and returns the reply and every message of the new sub before it. */
-  async function resume(
-    client: TestClient,
-    request: Record<string, unknown>,
-  ): Promise<{ reply: Message; before: Message[] }> {
-    const from = client.messages.length;
-    const reply = await client.request({ op: 'subscribe', ...request });
-    const index = client.messages.indexOf(reply);
-    const before = client.messages.slice(from, index).filter((m) => m['sub'] === reply['sub']);
-    return { reply, before };
-  }
-
   it('replays the blocks and activity missed while away, then goes live', async () => {
     const p = await probe();
     const first = await TestClient.connect(gateway.url, 'msgpack');
@@ -77,10 +65,10 @@ describe('resume from a cursor', () => {
     const missed = [await mine(p.client, p.sub), await mine(p.client, p.sub, false), await mine(p.client, p.sub)];
 
     const second = await TestClient.connect(gateway.url, 'msgpack');
-    const resumedBlocks = await resume(second, { channel: 'blocks', from: blockCursor });
+    const resumedBlocks = await second.resume({ channel: 'blocks', from: blockCursor });
     expect(resumedBlocks.reply).toMatchObject({ type: 'subscribed', recovered: true });
     expect(resumedBlocks.before.map((m) => m['number'])).toEqual(missed);
-    const resumedActivity = await resume(second, {
+    const resumedActivity = await second.resume({
       channel: 'activity',
       addresses: [chain.address(1)],
       from: activityCursor,
@@ -108,7 +96,7 @@ describe('resume from a cursor', () => {
     quiet.close();
     const missed = await mine(p.client, p.sub);
     const back = await TestClient.connect(gateway.url, 'msgpack');
-    const resumed = await resume(back, { channel: 'activity', addresses: [chain.address(1)], from: cursor });
+    const resumed = await back.resume({ channel: 'activity', addresses: [chain.address(1)], from: cursor });
     expect(resumed.reply).toMatchObject({ recovered: true });
     expect(resumed.before.map((m) => blockNumberOf(m))).toEqual([missed]);
     back.close();
@@ -120,7 +108,7 @@ describe('resume from a cursor', () => {
     const head = await mine(p.client, p.sub, false);
     const cursor = p.client.of(p.sub, 'block').at(-1)?.['cursor'];
     const client = await TestClient.connect(gateway.url, 'json');
-    const { reply, before } = await resume(client, { channel: 'blocks', from: cursor });
+    const { reply, before } = await client.resume({ channel: 'blocks', from: cursor });
     expect(reply).toMatchObject({ type: 'subscribed', recovered: true, head: { number: head } });
     expect(before).toEqual([]);
     client.close();
@@ -148,7 +136,7 @@ describe('resume from a cursor', () => {
     const live = await mine(p.client, p.sub, false);
 
     const back = await TestClient.connect(gateway.url, 'json');
-    const resumedBlocks = await resume(back, { channel: 'blocks', from: blockCursor });
+    const resumedBlocks = await back.resume({ channel: 'blocks', from: blockCursor });
     expect(resumedBlocks.reply).toMatchObject({ recovered: true });
     expect(resumedBlocks.before.map((m) => `${m.type}:${blockNumberOf(m)}`)).toEqual([
       `removed:${top}`,
@@ -157,7 +145,7 @@ describe('resume from a cursor', () => {
       `block:${top}`,
       `block:${live}`,
     ]);
-    const resumedActivity = await resume(back, {
+    const resumedActivity = await back.resume({
       channel: 'activity',
       addresses: [chain.address(0)],
       from: activityCursor,
@@ -182,7 +170,7 @@ describe('resume from a cursor', () => {
     const old = p.client.of(p.sub, 'block').at(-1)?.['cursor'];
     for (let i = 0; i <= WINDOW; i++) await mine(p.client, p.sub, false);
     const client = await TestClient.connect(gateway.url, 'json');
-    const { reply, before } = await resume(client, { channel: 'blocks', from: old });
+    const { reply, before } = await client.resume({ channel: 'blocks', from: old });
     expect(reply).toMatchObject({ type: 'subscribed', recovered: false });
     expect(before).toEqual([]);
     const live = await mine(p.client, p.sub, false);
@@ -213,7 +201,7 @@ describe('resume from a cursor', () => {
     ];
     const client = await TestClient.connect(gateway.url, 'msgpack');
     for (const from of forged) {
-      const { reply, before } = await resume(client, { channel: 'activity', addresses: [chain.address(1)], from });
+      const { reply, before } = await client.resume({ channel: 'activity', addresses: [chain.address(1)], from });
       expect(reply, JSON.stringify(from)).toMatchObject({ type: 'subscribed', recovered: false });
       expect(before).toEqual([]);
     }
@@ -232,7 +220,7 @@ describe('resume from a cursor', () => {
     await mine(p.client, p.sub);
     const other = await TestClient.connect(gateway.url, 'json');
     // Same cursor, another address: the replay holds only that address's activity (none).
-    const { reply, before } = await resume(other, { channel: 'activity', addresses: [chain.address(7)], from: cursor });
+    const { reply, before } = await other.resume({ channel: 'activity', addresses: [chain.address(7)], from: cursor });
     expect(reply).toMatchObject({ recovered: true });
     expect(before).toEqual([]);
     watcher.close();

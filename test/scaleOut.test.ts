@@ -162,13 +162,7 @@ describe('scaled out on Redis: one ingest, several gateways', () => {
     const live = await mine(probes, false);
 
     const back = await connect(b.url);
-    const resume = async (request: Record<string, unknown>): Promise<{ reply: Message; before: Message[] }> => {
-      const start = back.messages.length;
-      const reply = await back.request({ op: 'subscribe', ...request });
-      const before = back.messages.slice(start, back.messages.indexOf(reply)).filter((m) => m['sub'] === reply['sub']);
-      return { reply, before };
-    };
-    const resumedBlocks = await resume({ channel: 'blocks', from: blockCursor });
+    const resumedBlocks = await back.resume({ channel: 'blocks', from: blockCursor });
     expect(resumedBlocks.reply).toMatchObject({ recovered: true });
     expect(resumedBlocks.before.map((m) => `${m.type}:${blockNumberOf(m)}`)).toEqual([
       `removed:${top}`,
@@ -177,7 +171,11 @@ describe('scaled out on Redis: one ingest, several gateways', () => {
       `block:${top}`,
       `block:${live}`,
     ]);
-    const resumedActivity = await resume({ channel: 'activity', addresses: [chain.address(0)], from: activityCursor });
+    const resumedActivity = await back.resume({
+      channel: 'activity',
+      addresses: [chain.address(0)],
+      from: activityCursor,
+    });
     expect(resumedActivity.reply).toMatchObject({ recovered: true });
     // The client's whole history, gateway A then gateway B, equals the node's chain.
     const blocksView = ClientView.of(

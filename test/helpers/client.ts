@@ -99,6 +99,17 @@ export class TestClient {
     return this.next((m) => m['id'] === id, timeoutMs, from);
   }
 
+  /**
+   * Subscribes with `request` (a resume: `from` a cursor) and returns the reply and every message
+   * of the new subscription sent before it (its catch-up).
+   */
+  async resume(request: Record<string, unknown>): Promise<{ reply: Message; before: Message[] }> {
+    const from = this.messages.length;
+    const reply = await this.request({ op: 'subscribe', ...request });
+    const before = this.messages.slice(from, this.messages.indexOf(reply)).filter((m) => m['sub'] === reply['sub']);
+    return { reply, before };
+  }
+
   /** Subscribes and returns the `sub` id; throws if the server answered with an error. */
   async subscribe(message: Record<string, unknown>): Promise<string> {
     const reply = await this.request({ op: 'subscribe', ...message });
