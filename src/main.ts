@@ -124,8 +124,12 @@ function announceAccess(config: Config, port: number, auth: Auth): void {
 
 /** The chain log: in this process, or on Redis when processes share it. */
 async function openLog(config: Config): Promise<ChainLogBackend> {
+  // Enough entries for the history window and the retractions among them: a late reader (a new
+  // gateway, one back from an outage) rebuilds the whole window from the log.
+  const maxEntriesPerChain = Math.max(1024, 2 * config.historyWindowBlocks);
   if (config.redis === '') {
     return createMemoryLog({
+      maxEntriesPerChain,
       onReaderError: (error, chainId) =>
         logger.error({ component: 'gateway', chain: chainId, err: error }, `chain ${chainId}: ${errorMessage(error)}`),
     });
@@ -133,6 +137,7 @@ async function openLog(config: Config): Promise<ChainLogBackend> {
   return createRedisLog({
     url: config.redis,
     leaseMs: config.leaseMs,
+    maxEntriesPerChain,
     onError: (error) => logger.warn({ component: 'log', err: error }, `redis: ${errorMessage(error)}`),
   });
 }
