@@ -5,7 +5,9 @@
  * fixed interval; the server stamps each block with `process.hrtime.bigint()` (CLOCK_MONOTONIC)
  * just before handing it over, so the load generator's arrival times compare with it.
  */
+
 import { createInterface } from 'node:readline';
+import { type Config, DEFAULTS } from '../../src/config.ts';
 import type { ChainBlock } from '../../src/domain/types.ts';
 import { createBlockSource, type Workload } from './synthetic.ts';
 
@@ -124,4 +126,22 @@ export function serveBenchControl(target: BenchTarget, workload: Workload): void
     process.exit(0);
   });
   reply({ event: 'listening', port: target.port });
+}
+
+/**
+ * The configuration of a benchmark gateway: the defaults, on loopback at `port`, with no
+ * per-address or total connection limit, connections that never idle out (uWS still pings), the
+ * run's send buffer, and never unready (the synthetic blocks are from long ago).
+ */
+export function benchGatewayConfig(port: number, maxBackpressureBytes: number): Config {
+  return {
+    ...DEFAULTS,
+    host: '127.0.0.1',
+    port,
+    idleTimeoutSec: 960,
+    maxBackpressureBytes,
+    maxConnectionsPerIp: 0,
+    maxConnections: 1_000_000,
+    maxHeadAgeSec: 1e12,
+  };
 }

@@ -4,30 +4,18 @@
  * appends to the in-process chain log.
  */
 import { createMemoryLog } from '../../src/chainlog/MemoryLog.ts';
-import { DEFAULTS } from '../../src/config.ts';
 import { createGateway } from '../../src/createGateway.ts';
 import type { FanoutResult } from '../../src/fanout/Fanout.ts';
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { createAuth } from '../../src/transport/createAuth.ts';
 import { loadAuth } from '../../src/transport/loadAuth.ts';
-import { serveBenchControl, serverArgs } from '../lib/benchServer.ts';
+import { benchGatewayConfig, serveBenchControl, serverArgs } from '../lib/benchServer.ts';
 import { BENCH_CHAIN_ID } from '../lib/synthetic.ts';
 
 const args = serverArgs();
 const metrics = createMetrics();
-const config = {
-  ...DEFAULTS,
-  host: '127.0.0.1',
-  port: 0,
-  // Long enough that no benchmark connection idles out; uWS still pings.
-  idleTimeoutSec: 960,
-  maxBackpressureBytes: args.maxBackpressureBytes,
-  maxConnectionsPerIp: 0,
-  maxConnections: 1_000_000,
-  // The synthetic blocks are from long ago: never unready for it.
-  maxHeadAgeSec: 1e12,
-};
+const config = benchGatewayConfig(0, args.maxBackpressureBytes);
 let last: FanoutResult | undefined;
 // The same composition as src/main.ts, fed through the in-process chain log as ingest feeds it.
 const log = createMemoryLog();

@@ -16,13 +16,13 @@
 import { createInterface } from 'node:readline';
 import type { ChainLogBackend, LogEntry } from '../../src/chainlog/ChainLog.ts';
 import { createRedisLog } from '../../src/chainlog/RedisLog.ts';
-import { DEFAULTS } from '../../src/config.ts';
 import { createGateway } from '../../src/createGateway.ts';
 import type { FanoutResult } from '../../src/fanout/Fanout.ts';
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { createAuth } from '../../src/transport/createAuth.ts';
 import { loadAuth } from '../../src/transport/loadAuth.ts';
+import { benchGatewayConfig } from '../lib/benchServer.ts';
 import { BENCH_CHAIN_ID } from '../lib/synthetic.ts';
 
 /** The arguments of a log gateway server, as JSON in `argv[2]`. */
@@ -89,18 +89,7 @@ function timedReads(
 const args = parseArgs();
 const metrics = createMetrics();
 const logger = createLogger({ level: 'warn', format: 'json' });
-const config = {
-  ...DEFAULTS,
-  host: '127.0.0.1',
-  port: args.port,
-  // Long enough that no benchmark connection idles out; uWS still pings.
-  idleTimeoutSec: 960,
-  maxBackpressureBytes: args.maxBackpressureBytes,
-  maxConnectionsPerIp: 0,
-  maxConnections: 1_000_000,
-  // The synthetic blocks are from long ago: never unready for it.
-  maxHeadAgeSec: 1e12,
-};
+const config = benchGatewayConfig(args.port, args.maxBackpressureBytes);
 
 let reads: LogRead[] = [];
 let framesOfEntry = 0;
