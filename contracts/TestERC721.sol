@@ -3,6 +3,8 @@ pragma solidity ^0.8.20;
 
 /// @title A minimal ERC-721 for blockcast's tests: anyone may mint; no receiver hooks.
 contract TestERC721 {
+    string public constant name = "Test NFT";
+    string public constant symbol = "TNFT";
     mapping(uint256 => address) public ownerOf;
     mapping(address => uint256) public balanceOf;
     mapping(uint256 => address) public getApproved;

@@ -13,7 +13,16 @@ export interface Artifact {
 }
 
 /** The names of the contracts in `contracts/`. */
-export type ContractName = 'TestERC20' | 'TestERC721' | 'TestERC1155' | 'LogEmitter';
+export type ContractName =
+  | 'TestERC20'
+  | 'TestERC721'
+  | 'TestERC1155'
+  | 'LogEmitter'
+  | 'Bytes32Token'
+  | 'RevertingToken'
+  | 'Splitter'
+  | 'SplitterChild'
+  | 'Rejector';
 
 let compiled: Map<string, Artifact> | undefined;
 
