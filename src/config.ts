@@ -79,6 +79,14 @@ export interface Config extends AuthSettings {
   readonly workers: number;
   /** How long a chain's lead lasts without renewal, in ms: a standby takes over within about that. */
   readonly leaseMs: number;
+  /** Internal transfers from the node's call traces where it serves them (`auto`), or never (`off`). */
+  readonly traces: 'auto' | 'off';
+  /** Token symbol, decimals and name read from each token contract (`on`), or never (`off`). */
+  readonly tokenMetadata: 'on' | 'off';
+  /** Tokens whose metadata is kept in memory (least recently used forgotten). */
+  readonly maxTokens: number;
+  /** A watched pending transaction missing from the node's mempool this long, unmined, is dropped. */
+  readonly dropAfterSec: number;
 }
 
 /** Every default, in one place. */
@@ -155,6 +163,10 @@ export const DEFAULTS: Config = Object.freeze({
   role: 'all',
   workers: 1,
   leaseMs: 3000,
+  traces: 'auto',
+  tokenMetadata: 'on',
+  maxTokens: 10_000,
+  dropAfterSec: 600,
 });
 
 interface Option {
@@ -431,6 +443,34 @@ export const OPTIONS: readonly Option[] = [
     help: 'run ingest and a gateway (all), only ingest (writes the chain log), or only a gateway (reads it; needs --redis)',
   },
   {
+    key: 'traces',
+    flag: '--traces',
+    env: 'BLOCKCAST_TRACES',
+    value: 'auto|off',
+    help: 'internal transfers from call traces where the node serves them (auto), or never (off)',
+  },
+  {
+    key: 'tokenMetadata',
+    flag: '--token-metadata',
+    env: 'BLOCKCAST_TOKEN_METADATA',
+    value: 'on|off',
+    help: "read each token's symbol, decimals and name from its contract (on), or never (off)",
+  },
+  {
+    key: 'maxTokens',
+    flag: '--max-tokens',
+    env: 'BLOCKCAST_MAX_TOKENS',
+    help: 'tokens whose metadata is kept in memory',
+    range: [1, 1_000_000],
+  },
+  {
+    key: 'dropAfterSec',
+    flag: '--drop-after-sec',
+    env: 'BLOCKCAST_DROP_AFTER_SEC',
+    help: 'a watched pending transaction gone from the mempool this long, unmined, is reported dropped',
+    range: [1, 86_400],
+  },
+  {
     key: 'workers',
     flag: '--workers',
     env: 'BLOCKCAST_WORKERS',
@@ -531,9 +571,9 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
     values['allowedOrigins'] = [...((values['allowedOrigins'] as string[] | undefined) ?? []), ...origins];
     return;
   }
-  if (option.key === 'logLevel' || option.key === 'logFormat' || option.key === 'role') {
-    const allowed: readonly string[] =
-      option.key === 'logLevel' ? LOG_LEVELS : option.key === 'role' ? ROLES : ['auto', 'json', 'pretty'];
+  const choices = CHOICES[option.key];
+  if (choices !== undefined) {
+    const allowed = choices;
     if (!allowed.includes(raw)) {
       throw new GatewayError(
         'BAD_CONFIG',
@@ -588,6 +628,15 @@ function setValue(values: Record<string, unknown>, option: Option, raw: string, 
 
 /** What `--role` accepts. */
 const ROLES: readonly Config['role'][] = ['all', 'ingest', 'gateway'];
+
+/** The options that take one of a few words, and those words. */
+const CHOICES: Partial<Record<keyof Config, readonly string[]>> = {
+  logLevel: LOG_LEVELS,
+  logFormat: ['auto', 'json', 'pretty'],
+  role: ROLES,
+  traces: ['auto', 'off'],
+  tokenMetadata: ['on', 'off'],
+};
 
 function checkRedisUrl(raw: string, from: string): string {
   let parsed: URL | undefined;

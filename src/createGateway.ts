@@ -213,6 +213,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           return { status: replay.submit(sub.owner, job), cancel: () => replay.cancel(job) };
         },
         release: (sub) => feeds.get(sub.chainId)?.release(sub),
+        features: (chainId) => feeds.get(chainId)?.features() ?? { finality: undefined, internal: undefined },
         // About when the queue will have room, spread so that clients refused at once come back apart.
         retryAfterMs: () => Math.round(Math.max(500, replay.estimatedWaitMs()) * (1 + Math.random())),
         position: (sub) => feeds.get(sub.chainId)?.position(sub),

@@ -13,8 +13,11 @@ import { errorMessage, GatewayError, RPC_FAULTS, type RpcFaultError } from './do
 import type { ChainBlock, TxEvent } from './domain/types.ts';
 import { ChainFeed, type FanoutObserver } from './fanout/ChainFeed.ts';
 import type { Fanout, FanoutResult, Peer } from './fanout/Fanout.ts';
+import { pendingWatchers } from './fanout/matchPending.ts';
+import { type TxFate, TxLifecycle } from './fanout/TxLifecycle.ts';
 import type { SubscriptionIndex } from './index/SubscriptionIndex.ts';
 import { createForwarder, type ForwardOutcome } from './ingest/createForwarder.ts';
+import { createBlockEnricher } from './ingest/enrichBlock.ts';
 import { ThrottledLog } from './ingest/ThrottledLog.ts';
 import { type ChainWatcher, type WatchChainOptions, watchChain } from './ingest/watchChain.ts';
 import { watchPending } from './ingest/watchPending.ts';
@@ -243,6 +246,26 @@ export async function leadChain(source: ChainSource, deps: LeadChainDeps): Promi
           );
           return writer.tail(config.reorgWindowBlocks);
         },
+        enrich: ({ send, probe }) =>
+          createBlockEnricher({
+            send,
+            probe,
+            traces: config.traces === 'auto',
+            tokenMetadata: config.tokenMetadata === 'on',
+            maxTokens: config.maxTokens,
+            onTrace: (method, seconds, ok) => {
+              const labels = { chain: chain ?? '?', method, outcome: ok ? 'ok' : 'error' };
+              metrics.traceDuration.observe(labels, seconds);
+            },
+            onTraced: (outcome) => metrics.tracedBlocks.inc({ chain: chain ?? '?', outcome }),
+            onTokenLookup: (_seconds, outcome) => metrics.tokenLookups.inc({ chain: chain ?? '?', outcome }),
+            onTraceRefused: (number, error) =>
+              sinkLog.write(
+                'trace',
+                `chain ${chain ?? '?'}: the node refused the call traces of block ${number} (${errorMessage(error)}): its internal transfers are not sent`,
+                {},
+              ),
+          }),
         onBlock: async (block, restart) => {
           await (writer as ChainLogWriter).append({ kind: 'add', block, ...(restart ? { restart } : {}) });
           const labels = { chain: String(block.chainId) };
@@ -313,6 +336,58 @@ export async function leadChain(source: ChainSource, deps: LeadChainDeps): Promi
       closed = true;
       stop();
       await loop;
+    },
+  };
+}
+
+/** Pending transactions asked of the node at once, at most, each round of {@link checkMempool}. */
+const MEMPOOL_CHECKS_PER_ROUND = 100;
+
+/**
+ * Asks the node, on `lifecycle`'s schedule, whether each watched pending transaction is still
+ * known (`eth_getTransactionByHash`): unknown for long enough, it is dropped; mined in a block seen
+ * before the transaction was, it is forgotten. A failed request leaves it as it was.
+ */
+function checkMempool(
+  lifecycle: TxLifecycle,
+  forward: (method: string, params: readonly unknown[]) => Promise<ForwardOutcome>,
+  tell: (fates: readonly TxFate[]) => void,
+  onTracked: (tracked: number) => void,
+): { stop: () => Promise<void> } {
+  let stopped = false;
+  let round: Promise<void> | undefined;
+  const check = async (): Promise<void> => {
+    const due = lifecycle.due(MEMPOOL_CHECKS_PER_ROUND);
+    const answers = await Promise.all(due.map((hash) => forward('eth_getTransactionByHash', [hash])));
+    const fates: TxFate[] = [];
+    due.forEach((hash, i) => {
+      const answer = answers[i] as ForwardOutcome;
+      if (!('result' in answer)) return;
+      const tx = answer.result;
+      if (tx === null) {
+        const fate = lifecycle.checked(hash, false);
+        if (fate !== undefined) fates.push(fate);
+      } else if (typeof tx === 'object' && (tx as { blockNumber?: unknown }).blockNumber != null) {
+        lifecycle.forget(hash);
+      } else lifecycle.checked(hash, true);
+    });
+    if (!stopped) tell(fates);
+    onTracked(lifecycle.size);
+  };
+  // One round at a time: a slow node delays the next round, never stacks them.
+  const timer = setInterval(() => {
+    round ??= check()
+      .catch(() => undefined)
+      .finally(() => {
+        round = undefined;
+      });
+  }, 250);
+  timer.unref();
+  return {
+    stop: async () => {
+      stopped = true;
+      clearInterval(timer);
+      await round;
     },
   };
 }
@@ -389,6 +464,19 @@ export async function serveChain<O extends Peer>(
     deps.observe?.(sent, seconds, kind);
   };
   const feed = new ChainFeed(chainId, new ChainHistory(config.historyWindowBlocks), fanout, index, observe);
+  // The life of watched pending transactions (replaced, dropped): where this gateway sees the mempool.
+  const dropAfterMs = config.dropAfterSec * 1000;
+  const lifecycle =
+    node === undefined
+      ? undefined
+      : new TxLifecycle({ dropAfterMs, checkEveryMs: Math.min(30_000, Math.max(250, dropAfterMs / 4)) });
+  const tell = (fates: readonly TxFate[]): void => {
+    if (fates.length === 0) return;
+    const sent = fanout.publishFates(chainId, fates);
+    for (const fate of fates) metrics.transactionFates.inc({ chain, fate: fate.status });
+    metrics.messagesSent.inc({ channel: 'pending' }, sent.messages);
+    metrics.bytesSent.inc({ channel: 'pending' }, sent.bytes);
+  };
   const faultLog = new ThrottledLog<LogFields>((line) => logger('gateway').warn({}, line), 10_000);
   let connected = true;
 
@@ -403,6 +491,9 @@ export async function serveChain<O extends Peer>(
         metrics.headNumber.set({ chain }, block.number);
         metrics.headTimestamp.set({ chain }, block.timestamp);
         feed.apply(block);
+        const finality = feed.finality;
+        if (finality !== undefined) metrics.finalizedNumber.set({ chain }, finality.finalized.number);
+        if (lifecycle !== undefined) tell(lifecycle.mined(block));
         for (const listener of listeners) listener.block(block);
       } else {
         feed.retract(entry.link);
@@ -458,6 +549,17 @@ export async function serveChain<O extends Peer>(
           wanted: () => index.pendingSubscriptions(chainId) > 0 || listeners.some((l) => l.wantsPending()),
           onPending: (events) => {
             const sent = fanout.publishPending(chainId, events);
+            for (const event of events) {
+              if (pendingWatchers(index, chainId, event.from, event.to).size > 0) {
+                lifecycle?.pending({
+                  hash: event.txHash,
+                  from: event.from,
+                  to: event.to,
+                  value: event.value,
+                  nonce: event.nonce,
+                });
+              }
+            }
             metrics.messagesSent.inc({ channel: 'pending' }, sent.messages);
             metrics.bytesSent.inc({ channel: 'pending' }, sent.bytes);
             for (const listener of listeners) listener.pending(events);
@@ -494,6 +596,14 @@ export async function serveChain<O extends Peer>(
             metrics.rpcErrors.inc(labels, ok ? 0 : 1);
           },
         });
+  const checking =
+    lifecycle === undefined || forwarder === undefined
+      ? undefined
+      : checkMempool(lifecycle, forwarder.forward, tell, (tracked) =>
+          metrics.trackedTransactions.set({ chain }, tracked),
+        );
+  metrics.transactionFates.inc({ chain, fate: 'replaced' }, 0);
+  metrics.transactionFates.inc({ chain, fate: 'dropped' }, 0);
   return {
     feed,
     listen: (listener) => {
@@ -506,6 +616,7 @@ export async function serveChain<O extends Peer>(
       })),
     connected: () => connected,
     close: async () => {
+      await checking?.stop();
       forwarder?.close();
       await mempool?.close();
       await reading.close();

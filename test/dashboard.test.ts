@@ -118,7 +118,15 @@ function checkSource(dashboardText: string): string {
 /** How every panel and target names its data source: Grafana's data source variable. */
 const DATASOURCE = { type: 'prometheus', uid: `\${datasource}` };
 
-const ROW_TITLES = ['Traffic', 'Fan-out latency', 'Ingest health', 'Errors and limits', 'Process', 'Chain log'];
+const ROW_TITLES = [
+  'Traffic',
+  'Fan-out latency',
+  'Ingest health',
+  'Errors and limits',
+  'Process',
+  'Chain log',
+  'Wallet features',
+];
 
 describe('Grafana dashboard (grafana/dashboards/blockcast.json)', () => {
   it("matches Grafana's published dashboard schema (@grafana/schema), panel options included", () => {
@@ -138,7 +146,7 @@ describe('Grafana dashboard (grafana/dashboards/blockcast.json)', () => {
     expect(diagnostics['bad-enum.check.ts']?.join('\n')).toMatch(/"tables"/);
   });
 
-  it('has the rows traffic, fan-out latency, ingest health, errors and limits, process, chain log, each with panels', () => {
+  it('has the rows traffic, fan-out latency, ingest health, errors and limits, process, chain log, wallet features, each with panels', () => {
     const dashboard = readDashboard();
     const rows = dashboard.panels.filter((panel) => panel.type === 'row');
     expect(rows.map((row) => row.title)).toEqual(ROW_TITLES);

@@ -131,6 +131,7 @@ function serverOn(port: number, sharedPort: boolean, tls?: TlsFiles): Promise<Se
         return { status: 'done', cancel: () => undefined };
       },
       release: () => undefined,
+      features: () => ({ finality: undefined, internal: undefined }),
       retryAfterMs: () => 1000,
       position: () => undefined,
     },

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { rpc, TestChain } from './helpers/chain.ts';
 import { TestClient, tryUpgrade } from './helpers/client.ts';
+import { call, deploy } from './helpers/contracts.ts';
 import { expandVariables, panelQueries, readDashboard } from './helpers/dashboard.ts';
 import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
 import { type PrometheusProcess, type Sample, startPrometheus } from './helpers/prometheus.ts';
@@ -75,6 +76,18 @@ describe('Prometheus scraping the gateway under traffic', () => {
         15_000,
       );
     }
+    // A token deployed and sent to the watched address: its block is traced (code ran) and the
+    // token's metadata looked up.
+    const deployment = await deploy(chain, 0, 'TestERC20', [1_000n]);
+    const token = (await chain.provider.waitForTransaction(deployment, 1, 15_000))?.contractAddress as string;
+    const sent = await call(chain, 0, 'TestERC20', token, 'transfer', [watched, 10n]);
+    await wallet.next(
+      (m) =>
+        m['sub'] === activitySub &&
+        m.type === 'activity' &&
+        (m['events'] as Array<{ txHash: string }>).some((e) => e.txHash === sent),
+      15_000,
+    );
     // A resume from the cursor of an earlier block (replayed from the window).
     const earlier = await wallet.next((m) => m['sub'] === blocksSub && m.type === 'block', 15_000);
     const resumed = await wallet.request({ op: 'subscribe', channel: 'blocks', from: earlier['cursor'] });

@@ -7,6 +7,11 @@ import { GatewayError } from '../domain/errors.ts';
 export interface StartAnvilOptions {
   /** Seconds between blocks; `undefined` mines one block per transaction. */
   readonly blockTimeSec?: number;
+  /**
+   * Slots per epoch: anvil answers the `safe` tag one epoch and `finalized` two epochs behind its
+   * head. @default 32 (anvil's own)
+   */
+  readonly slotsInAnEpoch?: number;
   /** Mine only on `evm_mine` (deterministic tests). @default false */
   readonly noMining?: boolean;
   /** @default 31337 */
@@ -56,6 +61,7 @@ export function startAnvil(options: StartAnvilOptions = {}): Promise<Anvil> {
   ];
   if (options.blockTimeSec !== undefined) args.push('--block-time', String(options.blockTimeSec));
   if (options.noMining === true) args.push('--no-mining');
+  if (options.slotsInAnEpoch !== undefined) args.push('--slots-in-an-epoch', String(options.slotsInAnEpoch));
   const child = spawn(anvilBinaryPath(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 

@@ -42,21 +42,26 @@ export function txAddresses(tx: Pick<ChainTx, 'from' | 'to' | 'contractAddress'>
   return addresses;
 }
 
-/** The addresses a token transfer is matched on: `from` and `to` (never the operator or the token). */
-export function transferAddresses(transfer: TokenTransferEvent): Hex[] {
+/** The addresses a transfer is matched on: `from` and `to` (never an operator or the token). */
+export function transferAddresses(transfer: Pick<TokenTransferEvent, 'from' | 'to'>): Hex[] {
   return transfer.from === transfer.to ? [transfer.from] : [transfer.from, transfer.to];
 }
 
 /**
- * Every activity event of a block, in block order (each transaction, then the events decoded
- * from its logs in log order), with the addresses each one is matched on.
+ * Every activity event of a block, in block order (each transaction, then the token transfers
+ * decoded from its logs in log order, then its internal transfers in call order), with the
+ * addresses each one is matched on (`from` and `to` of a transfer).
  */
 export function blockActivity(block: ChainBlock): ActivityEntry[] {
   const entries: ActivityEntry[] = [];
   for (const tx of block.transactions) {
     entries.push({ event: toTxEvent(tx), addresses: txAddresses(tx) });
-    if (tx.transfers === undefined) continue;
-    for (const transfer of tx.transfers) entries.push({ event: transfer, addresses: transferAddresses(transfer) });
+    if (tx.transfers !== undefined) {
+      for (const transfer of tx.transfers) entries.push({ event: transfer, addresses: transferAddresses(transfer) });
+    }
+    if (tx.internal !== undefined) {
+      for (const transfer of tx.internal) entries.push({ event: transfer, addresses: transferAddresses(transfer) });
+    }
   }
   return entries;
 }

@@ -4,7 +4,13 @@
  * block numbers, timestamps (seconds) and indexes are integers.
  */
 
-import type { BlockRef, EventKind, Hex, TokenTransferEvent } from '../../packages/client/src/protocol.ts';
+import type {
+  BlockRef,
+  EventKind,
+  Hex,
+  InternalTransferEvent,
+  TokenTransferEvent,
+} from '../../packages/client/src/protocol.ts';
 
 // The wire types both sides use live in the SDK's protocol module (type-only: no runtime link
 // from the gateway to the SDK); src/domain/protocol.test-d.ts fails when the two drift.
@@ -16,6 +22,7 @@ export type {
   Erc1155TransferEvent,
   EventKind,
   Hex,
+  InternalTransferEvent,
   TokenTransferEvent,
   TxEvent,
 } from '../../packages/client/src/protocol.ts';
@@ -46,6 +53,8 @@ export interface ChainTx {
   readonly input: Hex;
   /** Token transfers decoded from the receipt's logs, in log order; absent when there are none. */
   readonly transfers?: readonly TokenTransferEvent[];
+  /** ETH moved by contracts within it, from the node's call traces, in call order; absent when none (or not traced). */
+  readonly internal?: readonly InternalTransferEvent[];
 }
 
 /** A canonical block with its transactions, as ingest hands it to the stages after it. */
@@ -68,6 +77,35 @@ export interface ChainBlock {
   readonly header?: Readonly<Record<string, unknown>>;
   /** Every log of the block's receipts, in log order (what `eth_subscribe logs` sends). */
   readonly logs?: readonly ChainLog[];
+  /**
+   * The node's `safe` and `finalized` blocks as ingest last read them when it handed this block
+   * over; absent where the node has no such tags (then finality is off for the chain).
+   */
+  readonly finality?: Finality;
+  /**
+   * Ingest asked the node for this block's call traces where it could hold internal transfers
+   * (`ChainTx.internal`): set on every block of a chain whose node serves traces.
+   */
+  readonly traced?: boolean;
+}
+
+/** What a chain's node offers beyond blocks, as far as known (PROTOCOL.md `welcome.chains`). */
+export interface ChainFeatures {
+  /**
+   * `finality` subscriptions can be served: the node serves the `safe` and `finalized` tags, and
+   * the finalized block is within the blocks the gateway keeps. `undefined` before the first block.
+   */
+  readonly finality: boolean | undefined;
+  /** Why `finality` is false, for the error a subscription asking for it gets. */
+  readonly finalityOff?: string;
+  /** The node serves call traces: `internal` events. `undefined` before the first block. */
+  readonly internal: boolean | undefined;
+}
+
+/** Where a chain's finality tags stood: the node's `safe` and `finalized` blocks. */
+export interface Finality {
+  readonly safe: BlockRef;
+  readonly finalized: BlockRef;
 }
 
 /** One log of a block, as the node gave it, with what matching reads from it. */
@@ -81,7 +119,7 @@ export interface ChainLog {
 }
 
 /** The event kinds of an `activity` subscription (PROTOCOL.md), in protocol order. */
-export const EVENT_KINDS = ['tx', 'erc20', 'erc721', 'erc1155'] as const satisfies readonly EventKind[];
+export const EVENT_KINDS = ['tx', 'erc20', 'erc721', 'erc1155', 'internal'] as const satisfies readonly EventKind[];
 
 /** A block's place in its chain: its number, its hash and its parent's hash. */
 export interface BlockLink extends BlockRef {

@@ -36,7 +36,8 @@ function setup() {
   const deliver = (owner: Owner, frames: readonly Frame[]) => {
     for (const frame of frames) {
       const m = JSON.parse(frame as string);
-      owner.frames.push({ type: m.type, sub: m.sub, number: m.number ?? m.block.number, hash: m.hash ?? m.block.hash });
+      const at = m.number === undefined ? (m.block ?? m.finalized) : m;
+      owner.frames.push({ type: m.type, sub: m.sub, number: at.number, hash: at.hash });
     }
   };
   const feed = new ChainFeed(CHAIN, new ChainHistory(16), new Fanout(index, deliver), index);
@@ -47,9 +48,52 @@ function setup() {
   const seen = (sid: string) =>
     owner.frames
       .filter((f) => f.sub === sid)
-      .map((f) => `${f.type === 'block' ? '+' : '-'}${f.number}${f.hash.slice(2, 4)}`);
+      .map((f) => `${{ block: '+', removed: '-', finality: 'final ' }[f.type]}${f.number}${f.hash.slice(2, 4)}`);
   return { index, feed, owner, head, deep, seen };
 }
+
+/** Block n carrying the node's tags: safe two blocks and finalized four blocks behind it (anvil's with 2 slots an epoch). */
+function tagged(n: number): ChainBlock {
+  const at = (k: number) => ({ number: Math.max(k, 0), hash: hash(Math.max(k, 0), 'aa') });
+  return { ...block(n), finality: { safe: at(n - 2), finalized: at(n - 4) } };
+}
+
+describe('ChainFeed: finality', () => {
+  it("delivers a block to safe and finalized subscriptions once the node's tag reached it, and tells the others when the finalized block moves", () => {
+    const { feed, index, owner, seen } = setup();
+    expect(feed.features().finality).toBe(false);
+    index.add(owner, 'safe', CHAIN, { channel: 'blocks', full: false, fullInput: false, finality: 'safe' });
+    index.add(owner, 'final', CHAIN, { channel: 'blocks', full: false, fullInput: false, finality: 'finalized' });
+    for (let n = 1; n <= 8; n++) feed.apply(tagged(n));
+    expect(feed.features()).toEqual({ finality: true, internal: false });
+    expect(seen('safe')).toEqual(['+0aa', '+1aa', '+2aa', '+3aa', '+4aa', '+5aa', '+6aa']);
+    expect(seen('final')).toEqual(['+0aa', '+1aa', '+2aa', '+3aa', '+4aa']);
+    // The plain subscription: one finality message each time the finalized block moved.
+    expect(seen('head').filter((f) => f.startsWith('final'))).toEqual([
+      'final 0aa',
+      'final 1aa',
+      'final 2aa',
+      'final 3aa',
+      'final 4aa',
+    ]);
+    expect(owner.frames.filter((f) => f.type === 'finality' && (f.sub === 'safe' || f.sub === 'final'))).toEqual([]);
+  });
+
+  it('never retracts from a finalized subscription what its tag passed, and tags never go back', () => {
+    const { feed, index, owner, seen } = setup();
+    index.add(owner, 'final', CHAIN, { channel: 'blocks', full: false, fullInput: false, finality: 'finalized' });
+    for (let n = 1; n <= 8; n++) feed.apply(tagged(n));
+    feed.retract(block(8));
+    feed.retract(block(7));
+    // A node answering older tags after a failover: finality stays where it was.
+    feed.apply({
+      ...block(7, 'bb', 'aa'),
+      finality: { safe: { number: 1, hash: hash(1, 'aa') }, finalized: { number: 0, hash: hash(0, 'aa') } },
+    });
+    expect(feed.finality?.finalized.number).toBe(4);
+    expect(seen('final')).toEqual(['+0aa', '+1aa', '+2aa', '+3aa', '+4aa']);
+  });
+});
 
 describe('ChainFeed', () => {
   it('delivers a block at depth N once the head reaches number + N - 1', () => {

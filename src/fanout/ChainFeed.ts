@@ -1,7 +1,7 @@
 import type { ChainHistory } from '../chainlog/ChainHistory.ts';
 import { type CursorPosition, toCursor } from '../domain/cursor.ts';
-import type { BlockRef, ChainBlock } from '../domain/types.ts';
-import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import type { BlockRef, ChainBlock, ChainFeatures, Finality } from '../domain/types.ts';
+import { deliveryDepth, SAFE_DEPTH, type Subscription, type SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { DeliveryLedger } from './DeliveryLedger.ts';
 import type { Fanout, FanoutResult, Peer } from './Fanout.ts';
 import { ResumeJob } from './ResumeJob.ts';
@@ -12,9 +12,10 @@ export type FanoutObserver = (result: FanoutResult, seconds: number, kind: 'publ
 /**
  * The canonical stream of one chain as subscribers see it: applies ingest's blocks and
  * retractions to the chain's history and drives fan-out for every confirmation depth in use.
- * A subscription of depth N gets block b once the head reaches b + N - 1; a block retracted
- * before that is never delivered to it; one retracted after gets `removed`. What each
- * subscription was sent is this chain's own ledger.
+ * A subscription of depth N gets block b once the head reaches b + N - 1; one waiting for a
+ * finality tag gets it once the node's tag (as ingest read it with a later block) reached b. A
+ * block retracted before that is never delivered to it; one retracted after gets `removed`.
+ * What each subscription was sent is this chain's own ledger.
  */
 export class ChainFeed<O extends Peer> {
   readonly chainId: number;
@@ -26,6 +27,8 @@ export class ChainFeed<O extends Peer> {
   readonly #observe: FanoutObserver | undefined;
   /** Confirmation depth → number of the last block delivered at that depth. */
   readonly #delivered = new Map<number, number>();
+  /** The node's finality tags as the newest block carried them; never going back. */
+  #finality: Finality | undefined;
 
   constructor(
     chainId: number,
@@ -51,13 +54,43 @@ export class ChainFeed<O extends Peer> {
     this.#observe?.(result, (performance.now() - started) / 1000, kind);
   }
 
+  /**
+   * What the chain offers its subscriptions, as its newest block says: finality where the node
+   * has the tags and its finalized block is among the blocks kept (a chain whose finality lags
+   * further, as an L2 following its L1's, cannot be served from this window).
+   */
+  features(): ChainFeatures {
+    const head = this.history.head;
+    const internal = head === undefined ? undefined : head.traced === true;
+    const finality = this.#finality;
+    if (head === undefined) return { finality: undefined, internal };
+    if (finality === undefined) return { finality: false, internal };
+    const lag = head.number - finality.finalized.number;
+    if (lag >= this.history.windowBlocks) {
+      return {
+        finality: false,
+        finalityOff: `its finalized block is ${lag} blocks behind the head, more than the ${this.history.windowBlocks} blocks this gateway keeps (--history-window-blocks)`,
+        internal,
+      };
+    }
+    return { finality: true, internal };
+  }
+
+  /** The node's finality tags as last handed over (`undefined` where it has none). */
+  get finality(): Finality | undefined {
+    return this.#finality;
+  }
+
   /** A new canonical block: record it, then deliver every block that reached its depth. */
   apply(block: ChainBlock): void {
     this.history.apply(block);
+    const finalizedBefore = this.#finality?.finalized.number;
+    this.#noteFinality(block.finality);
     const depths = this.#index.confirmationDepths(this.chainId);
     for (const depth of this.#delivered.keys()) if (!depths.includes(depth)) this.#delivered.delete(depth);
     for (const depth of depths) {
-      const target = block.number - Math.max(depth, 1) + 1;
+      const target = this.#reached(depth, block);
+      if (target === undefined) continue;
       // A depth new in use starts with the block that just reached it, never older ones.
       const from = (this.#delivered.get(depth) ?? target - 1) + 1;
       for (let n = from; n <= target; n++) {
@@ -66,7 +99,37 @@ export class ChainFeed<O extends Peer> {
       }
       if (target >= from - 1) this.#delivered.set(depth, target);
     }
+    const finality = this.#finality;
+    if (finality !== undefined && finality.finalized.number !== finalizedBefore) {
+      this.#fanout.publishFinality(this.chainId, finality);
+    }
     this.ledger.trim(block.number);
+  }
+
+  /** Takes the tags a block carried: each only forward, a finalized block never above the safe one. */
+  #noteFinality(read: Finality | undefined): void {
+    if (read === undefined) return;
+    const held = this.#finality;
+    if (held !== undefined && read.safe.number <= held.safe.number && read.finalized.number <= held.finalized.number) {
+      return;
+    }
+    const safe = held !== undefined && held.safe.number >= read.safe.number ? held.safe : read.safe;
+    const finalized =
+      held !== undefined && held.finalized.number >= read.finalized.number ? held.finalized : read.finalized;
+    this.#finality = { safe, finalized: finalized.number > safe.number ? safe : finalized };
+  }
+
+  /**
+   * The newest block that has reached `depth` now that `head` is the head: `head - depth + 1`
+   * for confirmations, the tag's block (never above the head) for finality; `undefined` when the
+   * tag is not known.
+   */
+  #reached(depth: number, head: BlockRef): number | undefined {
+    if (depth >= 0) return head.number - Math.max(depth, 1) + 1;
+    const finality = this.#finality;
+    if (finality === undefined) return undefined;
+    const tag = depth === SAFE_DEPTH ? finality.safe : finality.finalized;
+    return Math.min(tag.number, head.number);
   }
 
   /**
@@ -97,6 +160,7 @@ export class ChainFeed<O extends Peer> {
   reset(): void {
     this.history.clear();
     this.#delivered.clear();
+    this.#finality = undefined;
   }
 
   /** Forgets everything of a subscription that ended (what it was sent, where it resumed). */
@@ -107,12 +171,12 @@ export class ChainFeed<O extends Peer> {
   /** The number of the last block sent at a confirmation depth (or that would have been). */
   #through(depth: number): number | undefined {
     const head = this.history.head;
-    return this.#delivered.get(depth) ?? (head === undefined ? undefined : head.number - Math.max(depth, 1) + 1);
+    return this.#delivered.get(depth) ?? (head === undefined ? undefined : this.#reached(depth, head));
   }
 
   /** The cursor of the last block sent at the subscription's depth: its position in the stream. */
   position(sub: Subscription<O>): string | undefined {
-    const through = this.#through(sub.filter.confirmations ?? 0);
+    const through = this.#through(deliveryDepth(sub.filter));
     const block = through === undefined ? undefined : this.history.at(through);
     return block === undefined ? undefined : toCursor(this.chainId, block);
   }

@@ -1,11 +1,12 @@
 import type { BlockMessage, BlockTransaction } from '../../packages/client/src/protocol.ts';
 import { toCursor } from '../domain/cursor.ts';
-import type { ChainBlock, ChainTx, Hex, TxEvent } from '../domain/types.ts';
-import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import type { ChainBlock, ChainTx, Finality, Hex, TxEvent } from '../domain/types.ts';
+import { deliveryDepth, type Subscription, type SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { type DeliveryLedger, sentList } from './DeliveryLedger.ts';
 import { buildFrame, EncodedFields, type Encoding, encodePrefix, type Frame, type FramePrefix } from './encode.ts';
 import { encodedValues, matchActivity, matchSubscription } from './matchActivity.ts';
-import { matchPending } from './matchPending.ts';
+import { matchPending, pendingWatchers } from './matchPending.ts';
+import type { TxFate } from './TxLifecycle.ts';
 
 /** What fan-out needs to know of a subscriber's connection. */
 export interface Peer {
@@ -165,6 +166,8 @@ export class Fanout<O extends Peer> {
   readonly #prefixes = new WeakMap<Subscription<O>, FramePrefix>();
   readonly #pendingPrefixes = new WeakMap<Subscription<O>, FramePrefix>();
   readonly #removedPrefixes = new WeakMap<Subscription<O>, FramePrefix>();
+  readonly #finalityPrefixes = new WeakMap<Subscription<O>, FramePrefix>();
+  readonly #fatePrefixes = new WeakMap<Subscription<O>, { replaced?: FramePrefix; dropped?: FramePrefix }>();
 
   constructor(index: SubscriptionIndex<O>, deliver: Deliver<O>) {
     this.#index = index;
@@ -205,7 +208,7 @@ export class Fanout<O extends Peer> {
     // connection: the common case) share the last frame built instead of a copy each.
     const lastFrames: Array<{ fields: EncodedFields; sid: string; frame: Frame } | undefined> = [undefined, undefined];
     for (const sub of this.#index.blockSubscribers(block.chainId)) {
-      if (sub.filter.channel !== 'blocks' || (sub.filter.confirmations ?? 0) !== confirmations) continue;
+      if (sub.filter.channel !== 'blocks' || deliveryDepth(sub.filter) !== confirmations) continue;
       ledger.noteFirstBlock(sub, block.number);
       const fields = parts.blockFields(sub.filter);
       const slot = sub.owner.encoding === 'json' ? 1 : 0;
@@ -259,7 +262,7 @@ export class Fanout<O extends Peer> {
     let activityBytes = 0;
     const shared = partsOf(block).removedFields;
     for (const sub of this.#index.blockSubscribers(block.chainId)) {
-      if ((sub.filter.confirmations ?? 0) !== confirmations) continue;
+      if (deliveryDepth(sub.filter) !== confirmations) continue;
       const first = ledger.firstBlock(sub);
       if (first === undefined || first > block.number) continue;
       blockBytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, this.#removedPrefix(sub), shared));
@@ -270,7 +273,7 @@ export class Fanout<O extends Peer> {
     if (sent !== undefined) {
       // Deleting the entry being visited is safe while iterating a Map.
       for (const [sub, events] of sent) {
-        if ((sub.filter.confirmations ?? 0) !== confirmations || !this.#index.has(sub)) continue;
+        if (deliveryDepth(sub.filter) !== confirmations || !this.#index.has(sub)) continue;
         ledger.forget(block.hash, sub);
         retracted.add(sub);
         const frame = buildFrame(
@@ -286,7 +289,7 @@ export class Fanout<O extends Peer> {
     }
     // Resumed subscriptions may hold this block from before their resume: what matches them now.
     for (const [sub, through] of ledger.held()) {
-      if (through < block.number || retracted.has(sub) || (sub.filter.confirmations ?? 0) !== confirmations) continue;
+      if (through < block.number || retracted.has(sub) || deliveryDepth(sub.filter) !== confirmations) continue;
       if (!this.#index.has(sub)) continue;
       const events = matchSubscription(sub, block);
       if (events.length === 0) continue;
@@ -329,6 +332,71 @@ export class Fanout<O extends Peer> {
   }
 
   /**
+   * Tells every subscription of a chain that is not itself waiting for finality (blocks and
+   * activity alike) that the node's finalized block moved: one `finality` message each, its
+   * fields encoded once. Everything up to `finality.finalized` will never be retracted.
+   */
+  publishFinality(chainId: number, finality: Finality): PendingFanoutResult {
+    const shared = finalityFields(chainId, finality);
+    const batch = new FrameBatch<O>();
+    let messages = 0;
+    let bytes = 0;
+    for (const subs of [this.#index.blockSubscribers(chainId), this.#index.activitySubscribers(chainId)]) {
+      for (const sub of subs) {
+        if (deliveryDepth(sub.filter) < 0) continue;
+        let prefix = this.#finalityPrefixes.get(sub);
+        if (prefix === undefined) {
+          prefix = encodePrefix('finality', sub.sid);
+          this.#finalityPrefixes.set(sub, prefix);
+        }
+        bytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, prefix, shared));
+        messages++;
+      }
+    }
+    return { messages, bytes, connections: batch.flush(this.#deliver) };
+  }
+
+  /**
+   * Tells what became of pending transactions (replaced, dropped) to the activity subscriptions
+   * with `pending: true` that watch their sender or recipient: one message per transaction and
+   * subscription, its fields encoded once.
+   */
+  publishFates(chainId: number, fates: readonly TxFate[]): PendingFanoutResult {
+    const batch = new FrameBatch<O>();
+    let messages = 0;
+    let bytes = 0;
+    for (const fate of fates) {
+      const watchers = pendingWatchers(this.#index, chainId, fate.from, fate.to);
+      if (watchers.size === 0) continue;
+      const shared = new EncodedFields(
+        fate.status === 'replaced'
+          ? {
+              chainId,
+              id: fate.id,
+              from: fate.from,
+              nonce: fate.nonce,
+              by: fate.by,
+              reason: fate.reason,
+              block: { number: fate.block.number, hash: fate.block.hash },
+            }
+          : { chainId, id: fate.id, from: fate.from, nonce: fate.nonce },
+      );
+      for (const sub of watchers) {
+        let prefixes = this.#fatePrefixes.get(sub);
+        if (prefixes === undefined) {
+          prefixes = {};
+          this.#fatePrefixes.set(sub, prefixes);
+        }
+        prefixes[fate.status] ??= encodePrefix(fate.status, sub.sid);
+        const prefix = prefixes[fate.status] as FramePrefix;
+        bytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, prefix, shared));
+        messages++;
+      }
+    }
+    return { messages, bytes, connections: batch.flush(this.#deliver) };
+  }
+
+  /**
    * Delivers a batch of mempool transactions of a chain to the activity subscriptions with
    * `pending: true` that watch their `from` or `to`: one `pending` message per subscription per
    * batch, each event encoded once.
@@ -350,6 +418,15 @@ export class Fanout<O extends Peer> {
     }
     return { messages: matches.size, bytes, connections: batch.flush(this.#deliver) };
   }
+}
+
+/** The `finality` message's fields of a chain (PROTOCOL.md), without `type` and `sub`. */
+export function finalityFields(chainId: number, finality: Finality): EncodedFields {
+  return new EncodedFields({
+    chainId,
+    safe: { number: finality.safe.number, hash: finality.safe.hash },
+    finalized: { number: finality.finalized.number, hash: finality.finalized.hash },
+  });
 }
 
 /** The size of a frame in bytes. */

@@ -1,7 +1,7 @@
 import type { ChainHistory } from '../chainlog/ChainHistory.ts';
 import type { CursorPosition } from '../domain/cursor.ts';
 import type { ChainBlock } from '../domain/types.ts';
-import type { Subscription } from '../index/SubscriptionIndex.ts';
+import { deliveryDepth, type Subscription } from '../index/SubscriptionIndex.ts';
 import type { DeliveryLedger } from './DeliveryLedger.ts';
 import type { Frame } from './encode.ts';
 import { type Fanout, frameBytes, type Peer } from './Fanout.ts';
@@ -71,7 +71,7 @@ export class ResumeJob<O extends Peer> implements ReplayJob {
       if (last !== undefined && ++this.#restarts > MAX_RESTARTS) return this.#finish(false);
       if (!this.#start()) return this.#finish(false);
     }
-    const depth = this.#sub.filter.confirmations ?? 0;
+    const depth = deliveryDepth(this.#sub.filter);
     for (let work = 0; ; work++) {
       const through = this.#context.through(depth);
       if (through === undefined) return this.#finish(false);

@@ -1,6 +1,6 @@
 import { blockActivity } from '../domain/events.ts';
 import type { ChainBlock, EventKind, Hex } from '../domain/types.ts';
-import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import { deliveryDepth, type Subscription, type SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { EncodedValue } from './encode.ts';
 
 /** A block's activity events, each encoded at most once per encoding, with its match addresses. */
@@ -83,7 +83,7 @@ export function matchActivity<O>(
       }
       for (const sub of watchers) {
         const filter = sub.filter;
-        if (filter.channel !== 'activity' || (filter.confirmations ?? 0) !== confirmations) continue;
+        if (filter.channel !== 'activity' || deliveryDepth(filter) !== confirmations) continue;
         if (!filter.kinds.has(entry.kind)) continue;
         const list = matches.get(sub);
         if (list === undefined) matches.set(sub, [i]);

@@ -1,5 +1,5 @@
 import { txAddresses } from '../domain/events.ts';
-import type { TxEvent } from '../domain/types.ts';
+import type { Hex, TxEvent } from '../domain/types.ts';
 import type { Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { EncodedValue } from './encode.ts';
 
@@ -29,4 +29,25 @@ export function matchPending<O>(
     }
   }
   return matches;
+}
+
+/**
+ * The activity subscriptions of a chain that asked for `pending` (and the `tx` kind) and watch
+ * `from` or `to`: who was sent a pending transaction between these two addresses, and so follows
+ * what becomes of it (each once).
+ */
+export function pendingWatchers<O>(
+  index: SubscriptionIndex<O>,
+  chainId: number,
+  from: Hex,
+  to: Hex | null,
+): Set<Subscription<O>> {
+  const found = new Set<Subscription<O>>();
+  for (const address of to === null || to === from ? [from] : [from, to]) {
+    for (const sub of index.watchers(chainId, address)) {
+      const filter = sub.filter;
+      if (filter.channel === 'activity' && filter.pending === true && filter.kinds.has('tx')) found.add(sub);
+    }
+  }
+  return found;
 }

@@ -1,18 +1,45 @@
 import type { EventKind, Hex } from '../domain/types.ts';
 
+/** A finality level a subscription may wait for (PROTOCOL.md `finality`): the node's tag of that name. */
+export type FinalityLevel = 'safe' | 'finalized';
+
 /**
  * What a subscription asks for (PROTOCOL.md `subscribe`), once validated. `confirmations`
- * (default 0) delays delivery until the block has that many confirmations.
+ * (default 0) delays delivery until the block has that many confirmations; `finality`, until the
+ * node's `safe` or `finalized` tag has reached it (then `confirmations` is 0).
  */
 export type SubscriptionFilter =
-  | { readonly channel: 'blocks'; readonly full: boolean; readonly fullInput: boolean; readonly confirmations?: number }
+  | {
+      readonly channel: 'blocks';
+      readonly full: boolean;
+      readonly fullInput: boolean;
+      readonly confirmations?: number;
+      readonly finality?: FinalityLevel;
+    }
   | {
       readonly channel: 'activity';
       readonly kinds: ReadonlySet<EventKind>;
       readonly confirmations?: number;
+      readonly finality?: FinalityLevel;
       /** Also deliver matching mempool transactions as `pending` messages. @default false */
       readonly pending?: boolean;
     };
+
+/** The delivery depth of `safe` subscriptions (depths of confirmations are 0 and up). */
+export const SAFE_DEPTH = -1;
+/** The delivery depth of `finalized` subscriptions. */
+export const FINALIZED_DEPTH = -2;
+
+/**
+ * When a subscription is delivered a block, as one number: its confirmations (0 and up), or
+ * {@link SAFE_DEPTH} / {@link FINALIZED_DEPTH} when it waits for a finality tag. Fan-out passes
+ * go by this depth: each block is delivered once per depth in use.
+ */
+export function deliveryDepth(filter: SubscriptionFilter): number {
+  if (filter.finality === 'safe') return SAFE_DEPTH;
+  if (filter.finality === 'finalized') return FINALIZED_DEPTH;
+  return filter.confirmations ?? 0;
+}
 
 /** One subscription of one connection (`owner`), as the index holds it. */
 export interface Subscription<O> {
@@ -83,6 +110,8 @@ const SMALL_WATCHERS = 8;
  */
 export class SubscriptionIndex<O> {
   readonly #blocks = new Map<number, Set<Subscription<O>>>();
+  /** chain → its activity subscriptions (for messages to all of them, as finality). */
+  readonly #activity = new Map<number, Set<Subscription<O>>>();
   /**
    * chain → address → its watchers. Most addresses have one or a few: they are held in a small
    * array (a Set costs several times the memory), which becomes a Set past {@link SMALL_WATCHERS}.
@@ -149,14 +178,14 @@ export class SubscriptionIndex<O> {
     this.#subscriptions++;
     this.#countDepth(sub, 1);
     const { chainId, filter } = sub;
-    if (filter.channel === 'blocks') {
-      let set = this.#blocks.get(chainId);
-      if (set === undefined) {
-        set = new Set();
-        this.#blocks.set(chainId, set);
-      }
-      set.add(sub);
-    } else {
+    const byChain = filter.channel === 'blocks' ? this.#blocks : this.#activity;
+    let set = byChain.get(chainId);
+    if (set === undefined) {
+      set = new Set();
+      byChain.set(chainId, set);
+    }
+    set.add(sub);
+    if (filter.channel === 'activity') {
       this.watch(sub, addresses);
       if (filter.pending === true) this.#pendingByChain.set(chainId, this.pendingSubscriptions(chainId) + 1);
     }
@@ -170,6 +199,7 @@ export class SubscriptionIndex<O> {
     if (sub.filter.channel === 'blocks') {
       this.#blocks.get(sub.chainId)?.delete(sub);
     } else {
+      this.#activity.get(sub.chainId)?.delete(sub);
       this.unwatch(sub, (sub.addresses as AddressList).list);
       if (sub.filter.pending === true) {
         this.#pendingByChain.set(sub.chainId, this.pendingSubscriptions(sub.chainId) - 1);
@@ -178,7 +208,7 @@ export class SubscriptionIndex<O> {
   }
 
   #countDepth(sub: Subscription<O>, delta: number): void {
-    const depth = sub.filter.confirmations ?? 0;
+    const depth = deliveryDepth(sub.filter);
     if (depth === 0) return;
     let depths = this.#depths.get(sub.chainId);
     if (depths === undefined) {
@@ -244,15 +274,26 @@ export class SubscriptionIndex<O> {
     return this.#live.has(sub);
   }
 
-  /** The confirmation depths in use on a chain (0 always). */
+  /**
+   * The delivery depths in use on a chain ({@link deliveryDepth}): 0 always, then confirmations
+   * ascending, then the finality tags in use (safe before finalized).
+   */
   confirmationDepths(chainId: number): readonly number[] {
     const depths = this.#depths.get(chainId);
-    return depths === undefined ? [0] : [0, ...[...depths.keys()].filter((d) => d > 0).sort((a, b) => a - b)];
+    if (depths === undefined) return [0];
+    const used = [...depths.keys()];
+    const confirmations = used.filter((d) => d > 0).sort((a, b) => a - b);
+    return [0, ...confirmations, ...[SAFE_DEPTH, FINALIZED_DEPTH].filter((d) => depths.has(d))];
   }
 
   /** The `blocks` subscriptions of a chain. */
   blockSubscribers(chainId: number): ReadonlySet<Subscription<O>> {
     return this.#blocks.get(chainId) ?? NO_SUBSCRIPTIONS;
+  }
+
+  /** The `activity` subscriptions of a chain. */
+  activitySubscribers(chainId: number): ReadonlySet<Subscription<O>> {
+    return this.#activity.get(chainId) ?? NO_SUBSCRIPTIONS;
   }
 
   /** The activity subscriptions of a chain that watch `address` (lowercase), in the order they came. */

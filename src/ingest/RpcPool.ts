@@ -1,5 +1,5 @@
 import { GatewayError, RpcFaultError } from '../domain/errors.ts';
-import { Capabilities } from './Capabilities.ts';
+import { Capabilities, isMethodUnsupported } from './Capabilities.ts';
 import { createRpcClient, type RpcClient } from './createRpcClient.ts';
 
 /** Options of {@link RpcPool}. */
@@ -101,6 +101,10 @@ export class RpcPool {
    * with an {@link RpcFaultError}, which is reported (unless a failover or `close()` cut it short).
    */
   async send(method: string, params: readonly unknown[]): Promise<unknown> {
+    return this.#request(method, params, false);
+  }
+
+  async #request(method: string, params: readonly unknown[], probe: boolean): Promise<unknown> {
     const client = this.#client;
     const url = client.url;
     const started = performance.now();
@@ -113,11 +117,24 @@ export class RpcPool {
       // A request cut short by a failover or close is no fault of the node.
       if (client !== this.#client || this.#closed) throw error;
       this.#options.onRequest?.(method, url, (performance.now() - started) / 1000, false);
+      if (probe && isMethodUnsupported(error)) {
+        this.#mark(url, true);
+        throw error;
+      }
       // report() marks the endpoint down, except for a node behind (which a request never is).
       if (error instanceof RpcFaultError) this.report(error, url);
       else this.#mark(url, false);
       throw error;
     }
+  }
+
+  /**
+   * {@link send} for a method the node may not offer: a refusal that says so (see
+   * `isMethodUnsupported`) is the answer sought, not a fault: it is not reported and leaves the
+   * endpoint up. Anything else is as for `send`.
+   */
+  async probe(method: string, params: readonly unknown[]): Promise<unknown> {
+    return this.#request(method, params, true);
   }
 
   /** Whether the connection in use still has to be checked to serve the chain (new, or checked `intervalMs` ago). */

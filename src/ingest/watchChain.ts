@@ -1,5 +1,5 @@
 import { errorMessage, GatewayError, RpcFaultError } from '../domain/errors.ts';
-import type { BlockLink, BlockRef, ChainBlock, Hex } from '../domain/types.ts';
+import type { BlockLink, BlockRef, ChainBlock, Finality, Hex } from '../domain/types.ts';
 import { isMethodUnsupported } from './Capabilities.ts';
 import {
   checkBlock,
@@ -11,6 +11,7 @@ import {
   toQuantity,
   wrongChain,
 } from './checkBlock.ts';
+import type { BlockEnricher } from './enrichBlock.ts';
 import { type PlanLimits, type BlockRequest as PlannedBlock, planChain } from './planChain.ts';
 import { RpcPool } from './RpcPool.ts';
 import { type RpcBlock, type RpcReceipt, toChainBlock } from './toChainBlock.ts';
@@ -78,6 +79,23 @@ export interface WatchChainOptions {
   readonly onReorg?: (depth: number, pastWindow: boolean) => void;
   /** Blocks fetched to close a gap (beyond the one head that revealed it). */
   readonly onBackfill?: (blocks: number) => void;
+  /**
+   * Read the node's `safe` and `finalized` blocks with each new head and hand them over with the
+   * blocks (`ChainBlock.finality`); a node without the tags is found out at start and never asked
+   * again. @default true
+   */
+  readonly finality?: boolean;
+  /**
+   * Makes what adds to each fetched block before it is handed over (internal transfers, token
+   * metadata), given the watcher's way to send requests; closed with the watcher. Its faults are
+   * the node's: the round fails over.
+   */
+  readonly enrich?: (requests: {
+    /** Sends a request to the endpoint in use. */
+    readonly send: (method: string, params: readonly unknown[]) => Promise<unknown>;
+    /** The same for a method the node may lack: a refusal saying so is not reported as a fault. */
+    readonly probe: (method: string, params: readonly unknown[]) => Promise<unknown>;
+  }) => BlockEnricher;
   /** Faults that ingest recovers from by itself, other than a node's answers (the head watchdog, a capability off). */
   readonly onError: (error: unknown, url: string) => void;
   /** Each answer of a node that was not used, once, with the endpoint it came from. @default onError */
@@ -182,6 +200,10 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     ...(options.onEndpoint === undefined ? {} : { onEndpoint: options.onEndpoint }),
   });
   const onSinkError = options.onSinkError ?? ((error: unknown) => options.onError(error, pool.currentUrl()));
+  const enricher = options.enrich?.({
+    send: (method, params) => pool.send(method, params),
+    probe: (method, params) => pool.probe(method, params),
+  });
 
   /**
    * The recent canonical chain, oldest first, contiguous by number and parent hash up to the
@@ -191,6 +213,51 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   /** The newest block handed over and not retracted (a placeholder until the start found one). */
   let head: BlockRef = { number: -1, hash: '0x' };
   const numberOf = (hash: Hex): number | undefined => held.find((link) => link.hash === hash)?.number;
+
+  /** Whether the node serves the finality tags: unknown until it answered once. */
+  let tagsServed: boolean | undefined = options.finality === false ? false : undefined;
+  /** The tags as last read, handed over with the next block. */
+  let tags: Finality | undefined;
+  /** A read of the tags in flight. */
+  let readingTags = false;
+
+  /**
+   * Reads the node's `safe` and `finalized` blocks after the requests already sent (they are
+   * answered after them, so they never delay a block). A node that answers `null` or an error at
+   * its first answer has no tags; later faults keep the last tags (finality never goes back).
+   */
+  function readTags(): void {
+    if (tagsServed === false || readingTags) return;
+    readingTags = true;
+    // Until the node answered once, a refusal of the tags is what is asked, not a fault.
+    const request = tagsServed === undefined ? pool.probe.bind(pool) : pool.send.bind(pool);
+    const ask = (tag: 'safe' | 'finalized') =>
+      request('eth_getBlockByNumber', [tag, false]).then((raw) =>
+        raw === null ? null : toHeader(raw, `eth_getBlockByNumber(${tag})`),
+      );
+    Promise.all([ask('safe'), ask('finalized')])
+      .then(([safe, finalized]) => {
+        if (safe === null || finalized === null) {
+          tagsServed ??= false;
+          return;
+        }
+        tagsServed = true;
+        if (finalized.number > safe.number) return; // a node contradicting itself: not used
+        tags = { safe: newest(tags?.safe, safe), finalized: newest(tags?.finalized, finalized) };
+      })
+      .catch((error: unknown) => {
+        if (!(error instanceof RpcFaultError)) return;
+        // An answer that is no block header is the node's fault (the request's own faults are
+        // reported by the pool); a node that refuses the tags outright (pre-merge) has none.
+        if (error.fault === 'malformed') pool.report(error, pool.currentUrl());
+        if (tagsServed === undefined && error.fault === 'node_error') {
+          tagsServed = false;
+        }
+      })
+      .finally(() => {
+        readingTags = false;
+      });
+  }
 
   async function askChainId(): Promise<number> {
     return toChainId(await pool.send('eth_chainId', []));
@@ -271,12 +338,14 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
       numberOf,
     });
     const receipts = await fetchReceipts(block, header, early);
+    let converted: ChainBlock;
     try {
-      return toChainBlock(chainId, block, receipts);
+      converted = toChainBlock(chainId, block, receipts);
     } catch (error) {
       const fault = error instanceof RpcFaultError ? error.fault : 'malformed';
       throw new RpcFaultError(fault, `${call}: ${errorMessage(error)}`, { method, cause: error });
     }
+    return enricher === undefined ? converted : enricher.enrich(converted);
   }
 
   async function latestHeader(): Promise<HeadHeader> {
@@ -357,8 +426,9 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
    * Hands `block` over; once the sink took it, it is the head. With nothing held (a start, or
    * every block retracted past the window) it continues nothing known: `restart` says so.
    */
-  async function apply(block: ChainBlock): Promise<void> {
+  async function apply(fetched: ChainBlock): Promise<void> {
     const restart = held.length === 0;
+    const block = tags === undefined ? fetched : { ...fetched, finality: tags };
     await sink(`onBlock(${block.number})`, () => options.onBlock(block, restart));
     const link: Header = { number: block.number, hash: block.hash, parentHash: block.parentHash };
     held.push(link);
@@ -474,6 +544,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   const tip = held.at(-1);
   if (tip === undefined) await startAtHead();
   else head = tip;
+  readTags();
 
   let lastHeadChangeAt = performance.now();
   let lastHeadHash = head.hash;
@@ -534,7 +605,11 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     behindSince = undefined;
     watchdog(target);
     if (target.number > head.number + 1) options.onBackfill?.(target.number - head.number - 1);
-    await follow(target, false);
+    // The tags are asked for once the new head's requests are on their way (the first step of
+    // `follow` sends them before it awaits anything), so their answers come after the block's.
+    const following = follow(target, false);
+    if (target.number > head.number) readTags();
+    await following;
   }
 
   const loop = (async () => {
@@ -573,9 +648,15 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
       closed = true;
       wake?.();
       await loop;
+      enricher?.close();
       pool.close();
     },
   };
+}
+
+/** The later of a tag as held and as read again: finality never goes back. */
+function newest(held: BlockRef | undefined, read: BlockRef): BlockRef {
+  return held !== undefined && held.number >= read.number ? held : { number: read.number, hash: read.hash };
 }
 
 /** Checks that the seed's tail is one chain, oldest first: each block the parent of the next. */

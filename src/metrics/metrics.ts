@@ -254,6 +254,43 @@ export function createMetrics() {
       labelNames: ['chain'] as const,
       registers,
     }),
+    traceDuration: new Histogram({
+      name: 'blockcast_ingest_trace_duration_seconds',
+      help: "Time to fetch one block's call traces (internal transfers), by chain, method and outcome (ok, error).",
+      labelNames: ['chain', 'method', 'outcome'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    tracedBlocks: new Counter({
+      name: 'blockcast_ingest_traced_blocks_total',
+      help: 'Blocks by what ingest did about their traces: traced, skipped (no transaction ran code), refused (the node answered an error).',
+      labelNames: ['chain', 'outcome'] as const,
+      registers,
+    }),
+    tokenLookups: new Counter({
+      name: 'blockcast_ingest_token_lookups_total',
+      help: 'Token metadata lookups (three eth_calls each) by outcome: ok (some metadata), none (the contract has none), failed (tried again later).',
+      labelNames: ['chain', 'outcome'] as const,
+      registers,
+    }),
+    finalizedNumber: new Gauge({
+      name: 'blockcast_finalized_block_number',
+      help: "Number of the node's finalized block as this gateway last read it from the log (absent where the node has no finality tags).",
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    trackedTransactions: new Gauge({
+      name: 'blockcast_lifecycle_tracked_transactions',
+      help: 'Pending transactions of watched addresses followed until mined, replaced or dropped.',
+      labelNames: ['chain'] as const,
+      registers,
+    }),
+    transactionFates: new Counter({
+      name: 'blockcast_lifecycle_fates_total',
+      help: 'Pending transactions of watched addresses replaced or dropped (told to their subscriptions).',
+      labelNames: ['chain', 'fate'] as const,
+      registers,
+    }),
     logDelay: new Histogram({
       name: 'blockcast_log_delay_seconds',
       help: "Time from an entry's append by ingest to its reading by this gateway (the log's share of block-to-write latency; writer's clock).",

@@ -3,9 +3,9 @@ import { unpack } from 'msgpackr';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type CursorPosition, toCursor } from '../domain/cursor.ts';
 import { MAX_MALFORMED_IN_A_ROW } from '../domain/errors.ts';
-import type { BlockRef, Hex } from '../domain/types.ts';
+import type { BlockRef, ChainFeatures, Hex } from '../domain/types.ts';
 import { type Encoding, pack } from '../fanout/encode.ts';
-import { type Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import { FINALIZED_DEPTH, SAFE_DEPTH, type Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { createMetrics, type Metrics } from '../metrics/metrics.ts';
 import {
   type AccessProfile,
@@ -148,6 +148,9 @@ class FakeChains implements ChainDirectory {
   readonly chainIds = (): readonly number[] => [CHAIN, OTHER_CHAIN];
   readonly head = (chainId: number): BlockRef | undefined => this.heads.get(chainId);
   readonly unready = (): string | undefined => undefined;
+  /** What each chain's node offers: finality on {@link CHAIN}, nothing on the other. */
+  readonly features = (chainId: number): ChainFeatures =>
+    chainId === CHAIN ? { finality: true, internal: undefined } : { finality: false, internal: undefined };
   readonly retryAfterMs = (): number => RETRY_AFTER_MS;
   readonly release = (sub: Subscription<Connection>): void => {
     this.released.push(sub);
@@ -373,8 +376,8 @@ describe('createSessions: welcome', () => {
         type: 'welcome',
         protocol: 1,
         chains: [
-          { chainId: CHAIN, head: { number: HEAD.number, hash: HEAD.hash } },
-          { chainId: OTHER_CHAIN, head: null },
+          { chainId: CHAIN, head: { number: HEAD.number, hash: HEAD.hash }, finality: true },
+          { chainId: OTHER_CHAIN, head: null, finality: false },
         ],
         limits: { ...LIMITS, maxConfirmations: MAX_CONFIRMATIONS },
       },
@@ -400,8 +403,8 @@ describe('createSessions: welcome', () => {
       type: 'welcome',
       protocol: 1,
       chains: [
-        { chainId: CHAIN, head: { number: HEAD.number, hash: HEAD.hash } },
-        { chainId: OTHER_CHAIN, head: null },
+        { chainId: CHAIN, head: { number: HEAD.number, hash: HEAD.hash }, finality: true },
+        { chainId: OTHER_CHAIN, head: null, finality: false },
       ],
       limits: {
         ...LIMITS,
@@ -476,6 +479,25 @@ describe('createSessions: subscribe', () => {
     expect(index.blockSubscribers(CHAIN).size).toBe(0);
   });
 
+  it('takes finality where the node serves the tags, and refuses it clearly where it does not', () => {
+    const { connect, index } = gateway();
+    const client = connect();
+    const reply = client.request({ op: 'subscribe', id: 'f', channel: 'activity', addresses: [A], finality: 'safe' });
+    expect(reply).toMatchObject({ type: 'subscribed', id: 'f', sub: 's1', chainId: CHAIN });
+    expect(client.conn.subs.get('s1')?.filter).toMatchObject({ finality: 'safe', confirmations: 0 });
+    client.request({ op: 'subscribe', id: 'g', channel: 'blocks', finality: 'finalized' });
+    expect(index.confirmationDepths(CHAIN)).toEqual([0, SAFE_DEPTH, FINALIZED_DEPTH]);
+    expect(
+      client.request({ op: 'subscribe', id: 'h', channel: 'blocks', chainId: OTHER_CHAIN, finality: 'finalized' }),
+    ).toEqual({
+      type: 'error',
+      id: 'h',
+      code: 'UNSUPPORTED',
+      message: `finality is off on chain ${OTHER_CHAIN}: its node serves no safe and finalized blocks`,
+    });
+    expect(client.conn.subs.size).toBe(2);
+  });
+
   it('subscribes to activity with every kind by default and indexes its addresses', async () => {
     const { connect, index, metrics } = gateway();
     const client = connect();
@@ -490,7 +512,7 @@ describe('createSessions: subscribe', () => {
     if (sub === undefined) throw new Error('no subscription s1');
     expect(sub.filter).toEqual({
       channel: 'activity',
-      kinds: new Set(['tx', 'erc20', 'erc721', 'erc1155']),
+      kinds: new Set(['tx', 'erc20', 'erc721', 'erc1155', 'internal']),
       confirmations: 0,
     });
     expect([...sub.addresses]).toEqual([A, B]);

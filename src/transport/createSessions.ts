@@ -1,6 +1,6 @@
 import { type CursorPosition, parseCursor } from '../domain/cursor.ts';
 import { CloseCode, MAX_MALFORMED_IN_A_ROW, type ProtocolErrorCode } from '../domain/errors.ts';
-import { type BlockRef, EVENT_KINDS, type EventKind, type Hex } from '../domain/types.ts';
+import { type BlockRef, type ChainFeatures, EVENT_KINDS, type EventKind, type Hex } from '../domain/types.ts';
 import { type Encoding, encodeMessage } from '../fanout/encode.ts';
 import type { Subscription, SubscriptionFilter, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -72,6 +72,11 @@ export interface ChainDirectory {
     maxBytes: number,
     onDone: (recovered: boolean) => void,
   ) => ResumeTicket;
+  /**
+   * What a chain's node offers beyond blocks, as far as known (`undefined` before its first
+   * block): the `safe`/`finalized` tags (`finality`), call traces (`internal` transfers).
+   */
+  readonly features: (chainId: number) => ChainFeatures;
   /** Forgets what was kept for a subscription that ended. */
   readonly release: (sub: Subscription<Connection>) => void;
   /** A delay to suggest to a client whose resume was refused for a full queue, in ms. */
@@ -369,6 +374,35 @@ export function createSessions(options: SessionsOptions): Sessions {
       return;
     }
     const confirmations = request.confirmations;
+    const finality = request.finality;
+    if (finality !== undefined) {
+      const features = chains.features(chainId);
+      if (features.finality !== true) {
+        sendError(
+          conn,
+          id,
+          features.finality === false ? 'UNSUPPORTED' : 'TRY_AGAIN',
+          features.finality === false
+            ? `finality is off on chain ${chainId}: ${features.finalityOff ?? 'its node serves no safe and finalized blocks'}`
+            : `chain ${chainId}'s finality is not known yet: try again in a few seconds`,
+        );
+        return;
+      }
+    }
+    if (request.channel === 'activity' && request.kinds?.has('internal') === true) {
+      const internal = chains.features(chainId).internal;
+      if (internal !== true) {
+        sendError(
+          conn,
+          id,
+          internal === false ? 'UNSUPPORTED' : 'TRY_AGAIN',
+          internal === false
+            ? `kind internal is off on chain ${chainId}: its node serves no call traces (debug_traceBlockByNumber or trace_block)`
+            : `chain ${chainId}'s call traces are not known yet: try again in a few seconds`,
+        );
+        return;
+      }
+    }
     if (conn.subs.size >= conn.limits.maxSubscriptions) {
       quotaHit(conn, 'subscriptions');
       sendError(
@@ -383,7 +417,13 @@ export function createSessions(options: SessionsOptions): Sessions {
     let filter: SubscriptionFilter;
     let addresses: readonly Hex[] = [];
     if (request.channel === 'blocks') {
-      filter = { channel: 'blocks', full: request.full, fullInput: request.fullInput, confirmations };
+      filter = {
+        channel: 'blocks',
+        full: request.full,
+        fullInput: request.fullInput,
+        confirmations,
+        ...(finality === undefined ? {} : { finality }),
+      };
     } else {
       const undecoded = [...(request.kinds ?? [])].filter((kind) => !SERVED_KINDS.has(kind));
       if (undecoded.length > 0) {
@@ -396,6 +436,7 @@ export function createSessions(options: SessionsOptions): Sessions {
         channel: 'activity',
         kinds: request.kinds ?? SERVED_KINDS,
         confirmations,
+        ...(finality === undefined ? {} : { finality }),
         ...(request.pending ? { pending: true } : {}),
       };
       addresses = request.addresses;
@@ -561,13 +602,24 @@ export function createSessions(options: SessionsOptions): Sessions {
     }
   };
 
+  /** A chain in `welcome`: its head and what its node offers, where known. */
+  const chainSummary = (chainId: number): Record<string, unknown> => {
+    const features = chains.features(chainId);
+    return {
+      chainId,
+      head: headOf(chainId),
+      ...(features.finality === undefined ? {} : { finality: features.finality }),
+      ...(features.internal === undefined ? {} : { internal: features.internal }),
+    };
+  };
+
   const welcome = (conn: Connection): Record<string, unknown> => {
     const grant = conn.grant;
     const keyConnections = grant?.profile.limits.maxConnections ?? 0;
     return {
       type: 'welcome',
       protocol: 1,
-      chains: chains.chainIds().map((chainId) => ({ chainId, head: headOf(chainId) })),
+      chains: chains.chainIds().map((chainId) => chainSummary(chainId)),
       limits: {
         ...limits,
         ...conn.limits,

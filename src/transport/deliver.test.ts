@@ -87,6 +87,7 @@ describe('Server.deliver with a subscriber that stops reading', () => {
           return { status: 'done', cancel: () => undefined };
         },
         release: () => undefined,
+        features: () => ({ finality: undefined, internal: undefined }),
         retryAfterMs: () => 1000,
         position: () => undefined,
       },

@@ -122,6 +122,17 @@ describe('parseRequest: valid requests', () => {
     ).toMatchObject({ pending: true, confirmations: 2 });
   });
 
+  it('keeps finality of either channel', () => {
+    expect(accepted(fromJson({ op: 'subscribe', channel: 'blocks', finality: 'safe' }))).toMatchObject({
+      finality: 'safe',
+      confirmations: 0,
+    });
+    expect(
+      accepted(fromJson({ op: 'subscribe', channel: 'activity', addresses: [A], finality: 'finalized' })),
+    ).toMatchObject({ finality: 'finalized' });
+    expect(accepted(fromJson({ op: 'subscribe', channel: 'blocks' }))).not.toHaveProperty('finality');
+  });
+
   it('reads an update with add only, remove only, and both', () => {
     expect(accepted(fromJson({ op: 'update', id: 'u', sub: 's1', add: [CHECKSUMMED] }))).toStrictEqual({
       op: 'update',
@@ -348,6 +359,17 @@ describe('parseRequest: malformed fields', () => {
       'confirmations must be a non-negative integer',
     ],
     [
+      'finality:"latest"',
+      { op: 'subscribe', channel: 'blocks', finality: 'latest' },
+      'finality must be "safe" or "finalized"',
+    ],
+    ['finality:true', { op: 'subscribe', channel: 'blocks', finality: true }, 'finality must be "safe" or "finalized"'],
+    [
+      'finality with confirmations',
+      { op: 'subscribe', channel: 'blocks', finality: 'safe', confirmations: 2 },
+      'finality and confirmations do not go together: ask for one of them',
+    ],
+    [
       'pending:"true"',
       { op: 'subscribe', channel: 'activity', addresses: [], pending: 'true' },
       'pending must be a boolean',
@@ -521,9 +543,11 @@ describe('parseRequest: hostile frames', () => {
     const structure = rejected(
       fromJson({ op: 'subscribe', channel: 'activity', addresses: [A], kinds: [{ a: 'x'.repeat(1_000) }] }),
     );
-    expect(structure.error.message).toBe('unknown kind object; kinds are tx, erc20, erc721, erc1155');
+    expect(structure.error.message).toBe('unknown kind object; kinds are tx, erc20, erc721, erc1155, internal');
     const long = rejected(fromJson({ op: 'subscribe', channel: 'activity', addresses: [A], kinds: ['k'.repeat(500)] }));
-    expect(long.error.message).toBe(`unknown kind "${'k'.repeat(42)}"…; kinds are tx, erc20, erc721, erc1155`);
+    expect(long.error.message).toBe(
+      `unknown kind "${'k'.repeat(42)}"…; kinds are tx, erc20, erc721, erc1155, internal`,
+    );
   });
 
   it('never throws and keeps every message short, over 20,000 generated frames', () => {

@@ -1,6 +1,7 @@
 import { toAddress } from '../domain/address.ts';
 import { GatewayError } from '../domain/errors.ts';
 import { EVENT_KINDS, type EventKind, type Hex } from '../domain/types.ts';
+import type { FinalityLevel } from '../index/SubscriptionIndex.ts';
 import { decodeClientFrame } from './decodeClientFrame.ts';
 
 /** A request `id` as the client sent it, echoed in the reply. */
@@ -16,6 +17,7 @@ export type Request =
       readonly full: boolean;
       readonly fullInput: boolean;
       readonly confirmations: number;
+      readonly finality?: FinalityLevel;
       readonly from?: unknown;
     }
   | {
@@ -28,6 +30,7 @@ export type Request =
       readonly kinds?: ReadonlySet<EventKind>;
       readonly pending: boolean;
       readonly confirmations: number;
+      readonly finality?: FinalityLevel;
       readonly from?: unknown;
     }
   | {
@@ -60,6 +63,7 @@ const FIELDS: ReadonlyMap<string, readonly string[]> = new Map(
       'kinds',
       'pending',
       'confirmations',
+      'finality',
       'from',
     ],
     update: ['op', 'id', 'sub', 'add', 'remove'],
@@ -149,6 +153,14 @@ function kindList(msg: Record<string, unknown>): Set<EventKind> | undefined {
   return kinds;
 }
 
+/** `finality`: absent, `"safe"` or `"finalized"`. */
+function finalityLevel(msg: Record<string, unknown>): FinalityLevel | undefined {
+  const value = msg['finality'];
+  if (value === undefined) return undefined;
+  if (value !== 'safe' && value !== 'finalized') throw bad('finality must be "safe" or "finalized"');
+  return value;
+}
+
 function parseSubscribe(msg: Record<string, unknown>, id: RequestId | undefined): Request {
   const channel = msg['channel'];
   if (typeof channel !== 'string') throw bad('channel must be "blocks" or "activity"');
@@ -159,11 +171,16 @@ function parseSubscribe(msg: Record<string, unknown>, id: RequestId | undefined)
   if (misplaced !== undefined) throw bad(`${misplaced} does not apply to channel ${channel}`);
   const chainId = optionalUint(msg, 'chainId');
   const confirmations = optionalUint(msg, 'confirmations') ?? 0;
+  const finality = finalityLevel(msg);
+  if (finality !== undefined && confirmations > 0) {
+    throw bad('finality and confirmations do not go together: ask for one of them');
+  }
   const common = {
     op: 'subscribe' as const,
     ...(id === undefined ? {} : { id }),
     ...(chainId === undefined ? {} : { chainId }),
     confirmations,
+    ...(finality === undefined ? {} : { finality }),
     ...(msg['from'] === undefined ? {} : { from: msg['from'] }),
   };
   if (channel === 'blocks') {

@@ -337,7 +337,9 @@ export class FakeNode {
     flapBlocks: number | undefined;
     /** While set, what eth_chainId answers (the node claims another chain; its blocks stay the same). */
     chainId: number | undefined;
-  } = { blockReceipts: true, flapBlocks: undefined, chainId: undefined };
+    /** Whether the `safe` and `finalized` tags exist (the head); without them they answer null, as before the merge. */
+    finalityTags: boolean;
+  } = { blockReceipts: true, flapBlocks: undefined, chainId: undefined, finalityTags: true };
   #flapTurn = false;
   #nextFilter = 0;
 
@@ -532,6 +534,7 @@ export class FakeNode {
   }
 
   #block(tag: unknown): FakeBlock | undefined {
+    if ((tag === 'safe' || tag === 'finalized') && !this.options.finalityTags) return undefined;
     if (tag === 'latest' || tag === 'pending' || tag === 'safe' || tag === 'finalized') return this.#head();
     if (tag === 'earliest') return this.chain.blocks[0];
     if (typeof tag === 'string' && /^0x[0-9a-f]{64}$/.test(tag)) {

@@ -5,19 +5,44 @@
 import type {
   ActivityMessage,
   BlockMessage,
+  DroppedMessage,
   EventKind,
+  FinalityMessage,
   PendingMessage,
   RemovedMessage,
+  ReplacedMessage,
   SubscribedMessage,
 } from './protocol.ts';
 
 export type * from './protocol.ts';
 
 /** Every event kind, in protocol order. */
-export const EVENT_KINDS: readonly EventKind[] = ['tx', 'erc20', 'erc721', 'erc1155'];
+export const EVENT_KINDS: readonly EventKind[] = ['tx', 'erc20', 'erc721', 'erc1155', 'internal'];
 
-/** What the listener of `client.subscribeBlocks` receives. */
-export type BlocksSubscriptionMessage = SubscribedMessage | BlockMessage | RemovedMessage;
+/**
+ * The levels a subscription may wait for instead of a count of confirmations: the node's `safe`
+ * or `finalized` block (its `finality` option).
+ */
+export type FinalityLevel = 'safe' | 'finalized';
 
-/** What the listener of `client.watchAddresses` receives. */
-export type ActivitySubscriptionMessage = SubscribedMessage | ActivityMessage | PendingMessage | RemovedMessage;
+/** Every {@link FinalityLevel}, weakest first. */
+export const FINALITY_LEVELS: readonly FinalityLevel[] = ['safe', 'finalized'];
+
+/**
+ * What the listener of `client.subscribeBlocks` receives. `finality` comes only to subscriptions
+ * that do not wait for finality themselves.
+ */
+export type BlocksSubscriptionMessage = SubscribedMessage | BlockMessage | RemovedMessage | FinalityMessage;
+
+/**
+ * What the listener of `client.watchAddresses` receives. `replaced` and `dropped` come only with
+ * `pending: true`; `finality` only to subscriptions that do not wait for finality themselves.
+ */
+export type ActivitySubscriptionMessage =
+  | SubscribedMessage
+  | ActivityMessage
+  | PendingMessage
+  | RemovedMessage
+  | FinalityMessage
+  | ReplacedMessage
+  | DroppedMessage;

@@ -15,7 +15,20 @@ export interface BlockRef {
 }
 
 /** The event kinds of an `activity` subscription. */
-export type EventKind = 'tx' | 'erc20' | 'erc721' | 'erc1155';
+export type EventKind = 'tx' | 'erc20' | 'erc721' | 'erc1155' | 'internal';
+
+/**
+ * What a token contract says of itself (ERC-20 `symbol()`, `decimals()`, `name()`), read once per
+ * token and carried on its transfer events. A token seen for the first time may come without them
+ * (they are read in the background, never holding a block back); they come on later blocks. A
+ * contract that lacks one (or answers something unreadable) never has it.
+ */
+export interface TokenMetadataFields {
+  readonly symbol?: string;
+  /** How many decimals the amounts have (`value` / 10^decimals is the amount shown). */
+  readonly decimals?: number;
+  readonly name?: string;
+}
 
 /** A transaction whose `from`, `to` or created contract is a watched address. */
 export interface TxEvent {
@@ -45,7 +58,7 @@ export interface TxEvent {
 }
 
 /** An ERC-20 `Transfer(address indexed from, address indexed to, uint256 value)` log. */
-export interface Erc20TransferEvent {
+export interface Erc20TransferEvent extends TokenMetadataFields {
   readonly kind: 'erc20';
   /** Stable across replays: `txHash:logIndex`. */
   readonly id: string;
@@ -61,7 +74,7 @@ export interface Erc20TransferEvent {
 }
 
 /** An ERC-721 `Transfer(address indexed from, address indexed to, uint256 indexed tokenId)` log. */
-export interface Erc721TransferEvent {
+export interface Erc721TransferEvent extends TokenMetadataFields {
   readonly kind: 'erc721';
   /** Stable across replays: `txHash:logIndex`. */
   readonly id: string;
@@ -77,7 +90,7 @@ export interface Erc721TransferEvent {
 }
 
 /** One transfer of an ERC-1155 `TransferSingle` log, or one item of a `TransferBatch` log. */
-export interface Erc1155TransferEvent {
+export interface Erc1155TransferEvent extends TokenMetadataFields {
   readonly kind: 'erc1155';
   /** Stable across replays: `txHash:logIndex`, or `txHash:logIndex:i` for the i-th item of a batch. */
   readonly id: string;
@@ -96,11 +109,29 @@ export interface Erc1155TransferEvent {
   readonly value: Hex;
 }
 
+/**
+ * ETH moved by a contract inside a transaction (a value-carrying CALL, CREATE, CREATE2 or
+ * SELFDESTRUCT below the top level, in a frame that did not fail), from the node's call traces.
+ */
+export interface InternalTransferEvent {
+  readonly kind: 'internal';
+  /** Stable across replays: `txHash:call:path`, the path being the frame's trace address (`0.1`). */
+  readonly id: string;
+  readonly txHash: Hex;
+  /** The contract that sent the ETH. */
+  readonly from: Hex;
+  /** Who got it: the callee, the created contract, or the SELFDESTRUCT's beneficiary. */
+  readonly to: Hex;
+  /** Wei, as 0x hex (never 0). */
+  readonly value: Hex;
+  readonly callType: 'call' | 'create' | 'create2' | 'selfdestruct';
+}
+
 /** A token transfer decoded from a log (kinds `erc20`, `erc721`, `erc1155`). */
 export type TokenTransferEvent = Erc20TransferEvent | Erc721TransferEvent | Erc1155TransferEvent;
 
 /** Every event an `activity`, `pending` or `removed` message can carry; `kind` tells them apart. */
-export type ActivityEvent = TxEvent | TokenTransferEvent;
+export type ActivityEvent = TxEvent | TokenTransferEvent | InternalTransferEvent;
 
 /** A transaction of a `full` block: the `tx` event without `kind` and `id`, plus gas and input. */
 export interface BlockTransaction extends Omit<TxEvent, 'kind' | 'id'> {
@@ -116,10 +147,20 @@ export interface BlockTransaction extends Omit<TxEvent, 'kind' | 'id'> {
 export interface WelcomeMessage {
   readonly type: 'welcome';
   readonly protocol: number;
-  readonly chains: ReadonlyArray<{ readonly chainId: number; readonly head: BlockRef | null }>;
+  readonly chains: readonly WelcomeChain[];
   readonly limits: Readonly<Record<string, number>>;
   /** What the connection's key or token is, when the gateway needs one. */
   readonly auth?: AuthSummary;
+}
+
+/** A chain in `welcome`: its head, and what its node offers once the gateway knows. */
+export interface WelcomeChain {
+  readonly chainId: number;
+  readonly head: BlockRef | null;
+  /** `finality` subscriptions and `finality` messages are served (the node has `safe`/`finalized`). */
+  readonly finality?: boolean;
+  /** `internal` events are served (the node has call traces). */
+  readonly internal?: boolean;
 }
 
 /** A connection's credential as the gateway sees it (`welcome.auth`, `authed`). */
@@ -266,6 +307,47 @@ export interface RemovedMessage {
   readonly events?: readonly ActivityEvent[];
 }
 
+/**
+ * The node's finalized block moved (sent to every subscription of the chain that does not itself
+ * wait for finality): every block up to `finalized` is final and will never be removed.
+ */
+export interface FinalityMessage {
+  readonly type: 'finality';
+  readonly sub: string;
+  readonly chainId: number;
+  readonly safe: BlockRef;
+  readonly finalized: BlockRef;
+}
+
+/**
+ * A pending transaction of a watched address was replaced: another transaction of the same
+ * sender and nonce (`by`) was mined in `block`. `reason` is `cancel` when the replacement sends
+ * nothing to the sender itself, `speedup` otherwise.
+ */
+export interface ReplacedMessage {
+  readonly type: 'replaced';
+  readonly sub: string;
+  readonly chainId: number;
+  /** The replaced transaction's hash (the `id` of its `pending` event). */
+  readonly id: Hex;
+  readonly from: Hex;
+  readonly nonce: number;
+  readonly by: Hex;
+  readonly reason: 'speedup' | 'cancel';
+  readonly block: BlockRef;
+}
+
+/** A pending transaction of a watched address left the node's mempool and was not mined in time. */
+export interface DroppedMessage {
+  readonly type: 'dropped';
+  readonly sub: string;
+  readonly chainId: number;
+  /** The dropped transaction's hash (the `id` of its `pending` event). */
+  readonly id: Hex;
+  readonly from: Hex;
+  readonly nonce: number;
+}
+
 /** Every message the server sends, discriminated by `type`. */
 export type ServerMessage =
   | WelcomeMessage
@@ -278,4 +360,7 @@ export type ServerMessage =
   | BlockMessage
   | ActivityMessage
   | PendingMessage
-  | RemovedMessage;
+  | RemovedMessage
+  | FinalityMessage
+  | ReplacedMessage
+  | DroppedMessage;
