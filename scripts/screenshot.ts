@@ -2,7 +2,8 @@
  * Takes the README's screenshot of the live page over real traffic: starts the gateway as
  * `npm start` does (embedded anvil devnet with its traffic generator), opens `/` in headless
  * Chromium, watches one devnet account through the page's form, waits until blocks and activity
- * have streamed in, and writes docs/live-page.png.
+ * (a token transfer among it, shown with the token's symbol) have streamed in, and writes
+ * docs/live-page.png.
  *
  * Run: node --import tsx scripts/screenshot.ts [output.png]
  */
@@ -34,6 +35,8 @@ try {
     await page.locator('#watch-status', { hasText: 'watching 1 address' }).waitFor({ timeout: 10_000 });
     await page.locator(`#blocks tr:nth-child(${MIN_BLOCK_ROWS})`).waitFor({ timeout: WAIT_MS });
     await page.locator(`#activity tr:nth-child(${MIN_ACTIVITY_ROWS})`).waitFor({ timeout: WAIT_MS });
+    // The devnet token's transfers carry its symbol once the gateway has read it: show one.
+    await page.locator('#activity tr[data-kind="erc20"]', { hasText: 'TST' }).first().waitFor({ timeout: WAIT_MS });
     mkdirSync(dirname(output), { recursive: true });
     // Animations finished, so the shot does not depend on when a row's highlight was fading; the
     // whole page, however tall the activity list has grown.

@@ -193,6 +193,16 @@ function activityMsg(sub: string, n: number, ids: string[], branch = 0): Msg {
   };
 }
 
+function finalityMsg(sub: string, safe: number, finalized: number): Msg {
+  return {
+    type: 'finality',
+    sub,
+    chainId: 31_337,
+    safe: { number: safe, hash: hash(safe) },
+    finalized: { number: finalized, hash: hash(finalized) },
+  };
+}
+
 function removedMsg(sub: string, n: number, ids?: string[], branch = 0): Msg {
   return {
     type: 'removed',
@@ -258,6 +268,12 @@ class Recorder {
           return `removed ${m.block.number}${m.events === undefined ? '' : ` ${m.events.map((e) => e.id).join(',')}`}`;
         case 'subscribed':
           return `subscribed ${m.sub}${m.recovered === undefined ? '' : ` recovered:${m.recovered}`}`;
+        case 'finality':
+          return `finality ${m.safe.number}/${m.finalized.number}`;
+        case 'replaced':
+          return `replaced ${m.id} by ${m.by} ${m.reason}`;
+        case 'dropped':
+          return `dropped ${m.id}`;
         default:
           return `pending ${m.events.map((e) => e.id).join(',')}`;
       }
@@ -399,6 +415,73 @@ describe.each(['msgpack', 'json'] as const)('createClient over %s', (encoding) =
     await server.signal.until(() => second.received.some((m) => m['op'] === 'unsubscribe'), 'unsubscribe');
     expect(second.received.find((m) => m['op'] === 'unsubscribe')).toMatchObject({ sub: 's2' });
   });
+
+  it('asks for finality, and passes finality, replaced and dropped on without moving the cursor or the dedupe', async () => {
+    const rec = new Recorder();
+    client = createClient({ url: server.url, encoding, WebSocket, backoff: FAST, ...rec.options() });
+    client.subscribeBlocks({ finality: 'finalized' }, rec.onBlocks);
+    client.watchAddresses([WATCHED], { pending: true, finality: 'safe', confirmations: 0 }, rec.onActivity);
+    const first = await server.connection(0);
+    const [b1, a1] = await first.nextSubscribes(2);
+    expect(b1).toMatchObject({ op: 'subscribe', channel: 'blocks', finality: 'finalized' });
+    expect(a1).toMatchObject({ channel: 'activity', pending: true, finality: 'safe', confirmations: 0 });
+    first.subscribed(b1 as Msg, 's1');
+    first.subscribed(a1 as Msg, 's2');
+    first.send(blockMsg('s1', 2));
+    first.send(activityMsg('s2', 2, ['0xaa']));
+    first.send(finalityMsg('s1', 2, 1));
+    first.send(finalityMsg('s2', 2, 1));
+    const sender = WATCHED as Hex;
+    first.send({ type: 'pending', sub: 's2', chainId: 31_337, events: [{ ...txEvent('0xbb'), txIndex: null }] });
+    first.send({
+      type: 'replaced',
+      sub: 's2',
+      chainId: 31_337,
+      id: '0xbb',
+      from: sender,
+      nonce: 0,
+      by: '0xcc',
+      reason: 'cancel',
+      block: { number: 3, hash: hash(3) },
+    });
+    first.send({ type: 'dropped', sub: 's2', chainId: 31_337, id: '0xdd', from: sender, nonce: 1 });
+    // The same finality twice: no block of its own, so nothing to deduplicate.
+    first.send(finalityMsg('s2', 2, 1));
+    await rec.signal.until(() => rec.activity.length >= 7 && rec.blocks.length >= 3, 'the new messages');
+    expect(rec.trace(rec.blocks)).toEqual(['subscribed s1', 'block 2', 'finality 2/1']);
+    expect(rec.trace(rec.activity)).toEqual([
+      'subscribed s2',
+      'activity 2 0xaa',
+      'finality 2/1',
+      'pending 0xbb',
+      'replaced 0xbb by 0xcc cancel',
+      'dropped 0xdd',
+      'finality 2/1',
+    ]);
+    const replaced = rec.activity[4];
+    if (replaced?.type !== 'replaced') throw new Error('expected replaced');
+    expect(replaced.block).toEqual({ number: 3, hash: hash(3) });
+
+    // None of them moved a cursor: the resume starts after block 2, with the same finality asked.
+    first.ws.close(1001, 'going away');
+    const second = await server.connection(1);
+    const [b2, a2] = await second.nextSubscribes(2);
+    expect(b2).toMatchObject({ finality: 'finalized', from: `31337:2:${hash(2)}` });
+    expect(a2).toMatchObject({ finality: 'safe', pending: true, from: `31337:2:${hash(2)}` });
+    // A finality message before `subscribed` waits with the replay; the replayed 0xaa is a duplicate.
+    second.send(activityMsg('s8', 2, ['0xaa']));
+    second.send(finalityMsg('s8', 3, 2));
+    second.send(activityMsg('s8', 3, ['0xcc']));
+    second.subscribed(a2 as Msg, 's8', { recovered: true });
+    second.subscribed(b2 as Msg, 's7', { recovered: true });
+    await rec.status('recovered');
+    expect(rec.trace(rec.activity).slice(7)).toEqual([
+      'finality 3/2',
+      'activity 3 0xcc',
+      'subscribed s8 recovered:true',
+    ]);
+    expect(rec.errors).toEqual([]);
+  });
 });
 
 describe('createClient', () => {
@@ -431,6 +514,33 @@ describe('createClient', () => {
       'activity 5 0x01',
     ]);
     expect(rec.trace(rec.blocks)).toEqual(['subscribed s2', 'block 5', 'removed 5', 'block 5', 'block 5']);
+  });
+
+  it('ignores message types it does not know, passes events of unknown kinds and fields on, and keeps its cursor', async () => {
+    const rec = new Recorder();
+    client = createClient({ url: server.url, WebSocket, backoff: FAST, ...rec.options() });
+    client.watchAddresses([WATCHED], {}, rec.onActivity);
+    const first = await server.connection(0);
+    const [a1] = await first.nextSubscribes(1);
+    first.subscribed(a1 as Msg, 's1');
+    first.send(activityMsg('s1', 2, ['0xaa']));
+    // A newer gateway's messages: an unknown type for the subscription (even one with a cursor),
+    // one for nobody, and an event of an unknown kind with unknown fields.
+    first.send({ type: 'prophecy', sub: 's1', chainId: 31_337, cursor: `31337:99:${hash(99)}` });
+    first.send({ type: 'weather', sunny: true });
+    first.send({
+      ...activityMsg('s1', 3, []),
+      events: [{ kind: 'teleport', id: '0xee', txHash: '0xee', from: WATCHED, to: OTHER, colour: 'blue' }],
+      mood: 'calm',
+    });
+    first.send(activityMsg('s1', 4, ['0xff']));
+    await rec.signal.until(() => rec.activity.length >= 4, 'the activity after the unknown messages');
+    expect(rec.trace(rec.activity)).toEqual(['subscribed s1', 'activity 2 0xaa', 'activity 3 0xee', 'activity 4 0xff']);
+    expect(rec.errors).toEqual([]);
+    first.ws.close(1001);
+    const second = await server.connection(1);
+    const [a2] = await second.nextSubscribes(1);
+    expect(a2).toMatchObject({ from: `31337:4:${hash(4)}` });
   });
 
   it('reports lost when a resume is answered recovered:false', async () => {
@@ -706,6 +816,14 @@ describe('createClient', () => {
     expect(() => c.watchAddresses([WATCHED], { kinds: ['erc777' as 'tx'] }, () => undefined)).toThrow(/kinds/);
     expect(() => c.subscribeBlocks({ confirmations: -1 }, () => undefined)).toThrow(/confirmations/);
     expect(() => c.subscribeBlocks({ chainId: 1.5 }, () => undefined)).toThrow(/chainId/);
+    expect(() => c.subscribeBlocks({ finality: 'latest' as 'safe' }, () => undefined)).toThrow(/finality: must be/);
+    expect(() => c.subscribeBlocks({ finality: 'safe', confirmations: 2 }, () => undefined)).toThrow(
+      /finality, confirmations/,
+    );
+    expect(() => c.watchAddresses([WATCHED], { finality: 'finalized', confirmations: 1 }, () => undefined)).toThrow(
+      /finality, confirmations/,
+    );
+    expect(() => c.watchAddresses([WATCHED], { kinds: ['internal'], finality: 'safe' }, () => undefined)).not.toThrow();
   });
 });
 

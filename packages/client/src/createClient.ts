@@ -7,6 +7,8 @@ import {
   type BlocksSubscriptionMessage,
   EVENT_KINDS,
   type EventKind,
+  FINALITY_LEVELS,
+  type FinalityLevel,
   type Hex,
   type ServerMessage,
   type SubscribedMessage,
@@ -117,6 +119,14 @@ interface CommonSubscriptionOptions {
   /** Deliver a block once it has this many confirmations (0: at the head). @default 0 */
   readonly confirmations?: number;
   /**
+   * Deliver a block (or its activity) only once the node's `safe` or `finalized` block has reached
+   * it: never a `removed` for it then. Not together with `confirmations` above 0. The gateway
+   * refuses it (`UNSUPPORTED`, to `onError`) on a chain whose node has no such tags; see
+   * `welcome.chains[i].finality`. Without it, the subscription gets `finality` messages instead.
+   * @default undefined (deliver at the head, or after `confirmations`)
+   */
+  readonly finality?: FinalityLevel;
+  /**
    * Called when the server refuses the subscription (`BAD_ADDRESS`, `TOO_MANY_SUBSCRIPTIONS`, …);
    * the subscription is then over. @default the client's `onError`
    */
@@ -133,9 +143,16 @@ export interface SubscribeBlocksOptions extends CommonSubscriptionOptions {
 
 /** Options of {@link Client.watchAddresses}. */
 export interface WatchAddressesOptions extends CommonSubscriptionOptions {
-  /** @default every kind: ['tx', 'erc20', 'erc721', 'erc1155'] */
+  /**
+   * `internal` (ETH moved inside a transaction, from call traces) is served only where the chain's
+   * node has traces (`welcome.chains[i].internal`); asking for it elsewhere is refused
+   * (`UNSUPPORTED`). @default every kind: ['tx', 'erc20', 'erc721', 'erc1155', 'internal'] (internal where served)
+   */
   readonly kinds?: readonly EventKind[];
-  /** Also deliver matching mempool transactions (`pending` messages, never replayed). @default false */
+  /**
+   * Also deliver matching mempool transactions (`pending` messages, never replayed), and what
+   * became of them when they were not mined: `replaced` and `dropped`. @default false
+   */
   readonly pending?: boolean;
 }
 
@@ -167,7 +184,7 @@ export interface AddressWatch extends Unsubscribe {
 export interface Client {
   /**
    * Subscribes to new blocks. `onMessage` gets `subscribed`, `block` and `removed` messages,
-   * without duplicates. After a reconnect it gets `subscribed` again: unless that one says
+   * without duplicates, and `finality` messages (unless it waits for finality itself). After a reconnect it gets `subscribed` again: unless that one says
    * `recovered: true`, blocks may have been missed meanwhile (the `lost` status).
    */
   subscribeBlocks(
@@ -176,7 +193,8 @@ export interface Client {
   ): Unsubscribe;
   /**
    * Watches the activity of `addresses` (any case). `onMessage` gets `subscribed`, `activity`,
-   * `removed` and (with `pending: true`) `pending` messages, each event once. After a reconnect
+   * `removed` and `finality` messages (the last unless it waits for finality itself), and with
+   * `pending: true` `pending`, `replaced` and `dropped` messages, each event once. After a reconnect
    * it gets `subscribed` again: unless that one says `recovered: true`, events may have been
    * missed meanwhile (the `lost` status). The returned function stops it; its `update` changes the
    * addresses in place, and a resume after a reconnect watches the changed set.
@@ -237,7 +255,7 @@ interface Subscription {
   readonly onMessage: AnyListener;
   readonly onError: ((error: ClientError) => void) | undefined;
   readonly held: DedupeWindow;
-  /** The cursor of the last `block`, `activity` or `removed` message received. */
+  /** The cursor of the last `block`, `activity` or `removed` message received (`finality`, `replaced`, `dropped` carry none). */
   cursor: string | undefined;
   /** Whether the server has accepted it on some connection. */
   confirmed: boolean;
@@ -422,7 +440,11 @@ export function createClient(options: ClientOptions): Client {
     else emit({ status: 'recovered', subscriptions: subscriptionsResumed });
   };
 
-  /** Applies a block-scoped message: remembers the cursor, drops duplicates, delivers the rest. */
+  /**
+   * Applies a message of a subscription: for a block-scoped one, remembers the cursor and drops
+   * duplicates; the others (`pending`, `finality`, `replaced`, `dropped`) carry no cursor and
+   * name no block delivered, so they pass as they are and change neither.
+   */
   const receive = (subscription: Subscription, message: ServerMessage): void => {
     if (!subscription.active) return;
     let out: ServerMessage | undefined = message;
@@ -624,7 +646,10 @@ export function createClient(options: ClientOptions): Client {
       case 'block':
       case 'activity':
       case 'removed':
-      case 'pending': {
+      case 'pending':
+      case 'finality':
+      case 'replaced':
+      case 'dropped': {
         const subscription = conn.bySid.get(message.sub);
         if (subscription !== undefined) receive(subscription, message);
         else if (!conn.retired.has(message.sub) && conn.pending.size > 0) {
@@ -655,7 +680,7 @@ export function createClient(options: ClientOptions): Client {
         return;
       }
       default:
-        return; // types of later protocol versions
+        return; // types of later protocol versions: a client ignores what it does not know
     }
   };
 
@@ -960,8 +985,8 @@ export function createClient(options: ClientOptions): Client {
 
   return {
     subscribeBlocks(subscribeOptions, onMessage) {
-      const { chainId, confirmations, full, fullInput, onError } = subscribeOptions;
-      validateCommon(chainId, confirmations);
+      const { chainId, confirmations, finality, full, fullInput, onError } = subscribeOptions;
+      validateCommon(chainId, confirmations, finality);
       const request = {
         op: 'subscribe',
         channel: 'blocks',
@@ -969,12 +994,13 @@ export function createClient(options: ClientOptions): Client {
         ...(full === undefined ? {} : { full }),
         ...(fullInput === undefined ? {} : { fullInput }),
         ...(confirmations === undefined ? {} : { confirmations }),
+        ...(finality === undefined ? {} : { finality }),
       };
       return add(request, onMessage as AnyListener, onError).unsubscribe;
     },
     watchAddresses(addresses, watchOptions, onMessage) {
-      const { chainId, confirmations, kinds, pending, onError } = watchOptions;
-      validateCommon(chainId, confirmations);
+      const { chainId, confirmations, finality, kinds, pending, onError } = watchOptions;
+      validateCommon(chainId, confirmations, finality);
       const watched = toAddressList('addresses', addresses, false);
       if (kinds !== undefined) {
         const unknown = kinds.filter((kind) => !EVENT_KINDS.includes(kind));
@@ -990,6 +1016,7 @@ export function createClient(options: ClientOptions): Client {
         ...(kinds === undefined ? {} : { kinds: [...kinds] }),
         ...(pending === undefined ? {} : { pending }),
         ...(confirmations === undefined ? {} : { confirmations }),
+        ...(finality === undefined ? {} : { finality }),
       };
       const { subscription, unsubscribe } = add(request, onMessage as AnyListener, onError);
       const watch = Object.assign(unsubscribe, {
@@ -1076,11 +1103,23 @@ function retryDelay(retryAfterMs: number | undefined): number {
   return base * (1 + Math.random() * 0.5);
 }
 
-function validateCommon(chainId: number | undefined, confirmations: number | undefined): void {
+function validateCommon(
+  chainId: number | undefined,
+  confirmations: number | undefined,
+  finality: FinalityLevel | undefined,
+): void {
   if (chainId !== undefined && (!Number.isSafeInteger(chainId) || chainId <= 0)) {
     throw new TypeError(`chainId: must be a positive integer, got ${chainId}`);
   }
   if (confirmations !== undefined && (!Number.isSafeInteger(confirmations) || confirmations < 0)) {
     throw new TypeError(`confirmations: must be a non-negative integer, got ${confirmations}`);
+  }
+  if (finality !== undefined && !FINALITY_LEVELS.includes(finality)) {
+    throw new TypeError(
+      `finality: must be ${FINALITY_LEVELS.map((level) => `'${level}'`).join(' or ')}, got ${JSON.stringify(finality)}`,
+    );
+  }
+  if (finality !== undefined && confirmations !== undefined && confirmations > 0) {
+    throw new TypeError('finality, confirmations: ask for one of them, not both');
   }
 }
