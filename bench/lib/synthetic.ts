@@ -4,7 +4,7 @@
  * universe whose popularity follows a Zipf law. The same seed gives the same blocks and the same
  * watch lists in every process, so servers and the controller agree without sending them around.
  */
-import type { ChainBlock, ChainTx, Erc20TransferEvent, Hex } from '../../src/domain/types.ts';
+import type { ChainBlock, ChainTx, Erc20TransferEvent, Hex, InternalTransferEvent } from '../../src/domain/types.ts';
 
 /** The chain id of the synthetic chain. */
 export const BENCH_CHAIN_ID = 1;
@@ -24,7 +24,25 @@ export interface Workload {
   readonly zipfExponent: number;
   /** Addresses each activity subscriber watches. */
   readonly addressesPerSubscriber: number;
+  /**
+   * Internal transfers per block (as ingest adds them from call traces): each from one of
+   * {@link SYNTHETIC_CONTRACTS} contracts, to an address of the universe drawn like the others,
+   * within a transaction of the block drawn at random. @default 0
+   */
+  readonly internalPerBlock?: number;
+  /**
+   * Token transfers carry `symbol`, `decimals` and `name` (as ingest adds them once it knows the
+   * token), each transfer of one of {@link SYNTHETIC_TOKENS} tokens; otherwise every transfer is
+   * of one token without metadata. @default false
+   */
+  readonly tokenMetadata?: boolean;
 }
+
+/** Tokens the transfers of a workload with `tokenMetadata` are drawn from. */
+export const SYNTHETIC_TOKENS = 50;
+
+/** Contracts the internal transfers of a workload with `internalPerBlock` come from. */
+export const SYNTHETIC_CONTRACTS = 20;
 
 /** Uniform numbers in [0, 1) from a 32-bit seed (mulberry32): fast and the same everywhere. */
 export function createRandom(seed: number): () => number {
@@ -78,6 +96,29 @@ export function createZipf(size: number, exponent: number): (random: () => numbe
   };
 }
 
+/** What a token of a workload with `tokenMetadata` says about itself: a 3-5 letter symbol, a ~12 character name. */
+export interface SyntheticToken {
+  readonly address: Hex;
+  readonly symbol: string;
+  readonly decimals: number;
+  readonly name: string;
+}
+
+/** The tokens of a workload with `tokenMetadata`, outside the universe (nobody watches a token). */
+function syntheticTokens(universe: number): SyntheticToken[] {
+  const random = createRandom(0x70_6b_6e);
+  return Array.from({ length: SYNTHETIC_TOKENS }, (_, k) => {
+    let symbol = '';
+    for (let c = 0; c < 3 + (k % 3); c++) symbol += String.fromCharCode(65 + Math.floor(random() * 26));
+    return {
+      address: syntheticAddress(universe + 100 + k),
+      symbol,
+      decimals: [18, 6, 8][k % 3] as number,
+      name: `Token ${symbol} ${k}`,
+    };
+  });
+}
+
 function hexQuantity(n: number): Hex {
   return `0x${Math.max(0, Math.floor(n)).toString(16)}`;
 }
@@ -93,6 +134,10 @@ export function createBlockSource(workload: Workload): BlockSource {
   // One CDF shared by every block; each block seeds its own draws, so blocks are independent.
   const zipf = createZipf(workload.universe, workload.zipfExponent);
   const token = syntheticAddress(workload.universe + 7);
+  const tokens = workload.tokenMetadata === true ? syntheticTokens(workload.universe) : undefined;
+  const contracts = Array.from({ length: SYNTHETIC_CONTRACTS }, (_, k) =>
+    syntheticAddress(workload.universe + 1000 + k),
+  );
   const block = (number: number): ChainBlock => {
     const random = createRandom(workload.seed ^ Math.imul(number, 0x9e_37_79_b1));
     const rank = (): number => zipf(random);
@@ -135,6 +180,14 @@ export function createBlockSource(workload: Workload): BlockSource {
         transactions.push(tx);
       }
     }
+    // The features draw from their own streams: without them, blocks are what they always were.
+    if (tokens !== undefined)
+      withTokenMetadata(transactions, tokens, createRandom(workload.seed ^ number ^ 0x3c_6e_f3_72));
+    const internalPerBlock = workload.internalPerBlock ?? 0;
+    if (internalPerBlock > 0) {
+      const extra = createRandom(workload.seed ^ Math.imul(number, 0x85_eb_ca_6b) ^ 0x1b_87_35_93);
+      withInternalTransfers(transactions, internalPerBlock, contracts, () => syntheticAddress(zipf(extra)), extra);
+    }
     return {
       chainId: BENCH_CHAIN_ID,
       number,
@@ -146,9 +199,51 @@ export function createBlockSource(workload: Workload): BlockSource {
       gasLimit: '0x1c9c380',
       baseFeePerGas: '0x5d21dba00',
       transactions,
+      ...(internalPerBlock > 0 ? { traced: true } : {}),
     };
   };
   return { block };
+}
+
+/** Makes each token transfer of `transactions` one of `tokens`, with its metadata (in place). */
+function withTokenMetadata(transactions: ChainTx[], tokens: readonly SyntheticToken[], random: () => number): void {
+  for (let i = 0; i < transactions.length; i++) {
+    const tx = transactions[i] as ChainTx;
+    if (tx.transfers === undefined) continue;
+    const { address, symbol, decimals, name } = tokens[Math.floor(random() * tokens.length)] as SyntheticToken;
+    const transfers = tx.transfers.map((transfer) => ({ ...transfer, token: address, symbol, decimals, name }));
+    transactions[i] = { ...tx, to: address, transfers };
+  }
+}
+
+/** Adds `count` internal transfers (value calls from `contracts` to `recipient()`) to random transactions (in place). */
+function withInternalTransfers(
+  transactions: ChainTx[],
+  count: number,
+  contracts: readonly Hex[],
+  recipient: () => Hex,
+  random: () => number,
+): void {
+  if (transactions.length === 0) return;
+  const byTx = new Map<number, InternalTransferEvent[]>();
+  for (let n = 0; n < count; n++) {
+    const at = Math.floor(random() * transactions.length);
+    const tx = transactions[at] as ChainTx;
+    const list = byTx.get(at) ?? [];
+    byTx.set(at, list);
+    const from = contracts[Math.floor(random() * contracts.length)] as Hex;
+    list.push({
+      kind: 'internal',
+      id: `${tx.hash}:call:${list.length}`,
+      txHash: tx.hash,
+      from,
+      to: recipient(),
+      value: hexQuantity(1 + random() * 1e15),
+      callType: 'call',
+    });
+  }
+  // In transaction order, as ingest hands them over.
+  for (const [at, internal] of byTx) transactions[at] = { ...(transactions[at] as ChainTx), internal };
 }
 
 /**
