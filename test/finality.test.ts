@@ -138,6 +138,25 @@ describe('finality on anvil (safe and finalized tags, 2 slots an epoch)', () => 
     expect(client.messages.filter((m) => m.type === 'finality' && m['sub'] === finalized)).toEqual([]);
   });
 
+  it('resumes a finalized subscription from its cursor: what reached the tag since, once, in order', async () => {
+    const last = client.of(finalizedBlocks, 'block').at(-1) as Message;
+    const away = await TestClient.connect(gateway.url, 'json');
+    try {
+      for (let i = 0; i < 3; i++) await mine();
+      const { reply, before } = await away.resume({ channel: 'blocks', finality: 'finalized', from: last['cursor'] });
+      expect(reply).toMatchObject({ type: 'subscribed', recovered: true });
+      const numbers = before.map((m) => m['number'] as number);
+      expect(numbers[0]).toBe((last['number'] as number) + 1);
+      expect(numbers).toEqual(numbers.map((_, i) => (numbers[0] as number) + i));
+      // Up to where the live subscription of the same level stands: nothing past the tag.
+      const live = client.of(finalizedBlocks, 'block').at(-1) as Message;
+      expect(numbers.at(-1)).toBe(live['number']);
+      expect(reply['cursor']).toBe(live['cursor']);
+    } finally {
+      away.close();
+    }
+  });
+
   it('never retracts from a finalized subscription, while a plain one gets removed', async () => {
     await chain.transfer(0, chain.address(6), 2n);
     const block = await mine();
