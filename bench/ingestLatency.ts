@@ -32,6 +32,7 @@ import { type RawData, WebSocket } from 'ws';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { rpc } from '../test/helpers/chain.ts';
 import { type RedisServer, startRedis } from '../test/helpers/redis.ts';
+import { Arrivals } from './lib/arrivals.ts';
 import { describeMachine } from './lib/proc.ts';
 import { createRandom } from './lib/synthetic.ts';
 
@@ -154,39 +155,6 @@ function distribution(values: readonly (number | null)[]): Distribution {
 /** `a − b` when both are known. */
 function difference(a: number | null, b: number | null): number | null {
   return a === null || b === null ? null : a - b;
-}
-
-/**
- * Arrival times of frames, per stream and block number, and bounded waits for them: a wait
- * resolves at the arrival (never by polling) or with `undefined` at its timeout.
- */
-class Arrivals {
-  readonly #times = new Map<string, number>();
-  readonly #waiters = new Map<string, (at: number) => void>();
-
-  record(stream: Stream, number: number, at: number): void {
-    const key = `${stream}:${number}`;
-    if (this.#times.has(key)) return;
-    this.#times.set(key, at);
-    this.#waiters.get(key)?.(at);
-  }
-
-  until(stream: Stream, number: number, timeoutMs: number): Promise<number | undefined> {
-    const key = `${stream}:${number}`;
-    const known = this.#times.get(key);
-    if (known !== undefined) return Promise.resolve(known);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#waiters.delete(key);
-        resolve(undefined);
-      }, timeoutMs);
-      this.#waiters.set(key, (at) => {
-        clearTimeout(timer);
-        this.#waiters.delete(key);
-        resolve(at);
-      });
-    });
-  }
 }
 
 /** One process of the gateway (`src/main.ts` of `PLAN.gatewayDir`), started by this benchmark. */
@@ -362,7 +330,7 @@ function request(
 }
 
 /** Subscribes to `newHeads` on the node. */
-async function openNodeClient(anvil: Anvil, arrivals: Arrivals): Promise<WebSocket> {
+async function openNodeClient(anvil: Anvil, arrivals: Arrivals<Stream, number>): Promise<WebSocket> {
   const socket = await connect(anvil.wsUrl, (message, at) => {
     const head = (message['params'] as { result?: { number?: string } } | undefined)?.result;
     if (message['method'] === 'eth_subscription' && typeof head?.number === 'string') {
@@ -389,7 +357,7 @@ async function openGatewayClient(
   deployment: Deployment,
   channel: 'blocks' | 'activity',
   sender: string,
-  arrivals: Arrivals,
+  arrivals: Arrivals<Stream, number>,
 ): Promise<WebSocket> {
   const stream: Stream = `${deployment.target}:${channel}`;
   const socket = await connect(`${deployment.url}?encoding=json`, (message, at) => {
@@ -420,7 +388,7 @@ async function connectClients(
   anvil: Anvil,
   deployments: readonly Deployment[],
   sender: string,
-  arrivals: Arrivals,
+  arrivals: Arrivals<Stream, number>,
   round: number,
   sockets: WebSocket[],
 ): Promise<void> {
@@ -450,7 +418,7 @@ async function accounts(anvil: Anvil): Promise<{ sender: string; receivers: stri
  */
 async function mineOne(
   anvil: Anvil,
-  arrivals: Arrivals,
+  arrivals: Arrivals<Stream, number>,
   number: number,
   transfers: number,
   from: { sender: string; receivers: string[] },
@@ -499,7 +467,7 @@ async function runRound(
   from: { sender: string; receivers: string[] },
   deadline: number,
 ): Promise<BlockSample[]> {
-  const arrivals = new Arrivals();
+  const arrivals = new Arrivals<Stream, number>();
   const random = createRandom(PLAN.seed + round);
   const sockets: WebSocket[] = [];
   const samples: BlockSample[] = [];

@@ -33,6 +33,7 @@ import { SubscriptionIndex } from '../src/index/SubscriptionIndex.ts';
 import { rpc } from '../test/helpers/chain.ts';
 import { artifact } from '../test/helpers/contracts.ts';
 import { type GatewayProcess, startGateway } from '../test/helpers/gateway.ts';
+import { Arrivals } from './lib/arrivals.ts';
 import { type CpuTime, cpuDelta, cpuTime, describeMachine } from './lib/proc.ts';
 import {
   BENCH_CHAIN_ID,
@@ -420,39 +421,6 @@ interface Frame {
   readonly erc20WithMetadata: number;
 }
 
-/**
- * The `activity` frames of both clients, per block number, and bounded waits for them: a wait
- * resolves at the arrival (never by polling) or with `undefined` at its timeout.
- */
-class Arrivals {
-  readonly #frames = new Map<string, Frame>();
-  readonly #waiters = new Map<string, (frame: Frame) => void>();
-
-  record(variant: Variant, number: number, frame: Frame): void {
-    const key = `${variant}:${number}`;
-    if (this.#frames.has(key)) return;
-    this.#frames.set(key, frame);
-    this.#waiters.get(key)?.(frame);
-  }
-
-  until(variant: Variant, number: number, timeoutMs: number): Promise<Frame | undefined> {
-    const key = `${variant}:${number}`;
-    const known = this.#frames.get(key);
-    if (known !== undefined) return Promise.resolve(known);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#waiters.delete(key);
-        resolve(undefined);
-      }, timeoutMs);
-      this.#waiters.set(key, (frame) => {
-        clearTimeout(timer);
-        this.#waiters.delete(key);
-        resolve(frame);
-      });
-    });
-  }
-}
-
 function text(data: RawData): string {
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
   return Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
@@ -476,7 +444,7 @@ function openClient(
   gateway: GatewayProcess,
   variant: Variant,
   addresses: readonly string[],
-  arrivals: Arrivals,
+  arrivals: Arrivals<Variant, Frame>,
 ): Promise<WebSocket> {
   const socket = new WebSocket(`${gateway.url}?encoding=json`, { perMessageDeflate: false, handshakeTimeout: 10_000 });
   return new Promise((resolve, reject) => {
@@ -682,7 +650,7 @@ interface PhaseReport {
 /** Mines one block of `requests` and waits (bounded) for both clients' frames for it. */
 async function mineMeasured(
   anvil: Anvil,
-  arrivals: Arrivals,
+  arrivals: Arrivals<Variant, Frame>,
   number: number,
   requests: readonly TxRequest[],
 ): Promise<{ minedAt: number; frames: Record<Variant, Frame | null> }> {
@@ -738,7 +706,7 @@ async function runPhase(
   anvil: Anvil,
   scene: Scene,
   gateways: Record<Variant, GatewayProcess>,
-  arrivals: Arrivals,
+  arrivals: Arrivals<Variant, Frame>,
   random: () => number,
   deadline: number,
 ): Promise<PhaseReport | undefined> {
@@ -816,7 +784,7 @@ async function runIngest(cleanups: Cleanups, deadline: number): Promise<IngestRe
     await on.stop();
   });
   const gateways = { off, on };
-  const arrivals = new Arrivals();
+  const arrivals = new Arrivals<Variant, Frame>();
   const addresses = watchedAddresses(scene);
   const sockets = [await openClient(off, 'off', addresses, arrivals), await openClient(on, 'on', addresses, arrivals)];
   cleanups.unshift(async () => {
