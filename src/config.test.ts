@@ -263,6 +263,19 @@ describe('loadConfig: auth and TLS', () => {
 });
 
 describe('loadConfig: scale out', () => {
+  it('reads the wallet options (--traces, --token-metadata, --max-tokens, --drop-after-sec), and refuses other words', () => {
+    expect(DEFAULTS).toMatchObject({ traces: 'auto', tokenMetadata: 'on', maxTokens: 10_000, dropAfterSec: 600 });
+    const config = loadConfig(['--traces', 'off', '--max-tokens', '50', '--drop-after-sec', '5'], {
+      BLOCKCAST_TOKEN_METADATA: 'off',
+    });
+    expect(config).toMatchObject({ traces: 'off', tokenMetadata: 'off', maxTokens: 50, dropAfterSec: 5 });
+    expect(() => loadConfig(['--traces', 'on'], {})).toThrow(/traces: --traces must be one of auto, off, got "on"/);
+    expect(() => loadConfig(['--token-metadata', 'yes'], {})).toThrow(
+      /tokenMetadata: --token-metadata must be one of on, off, got "yes"/,
+    );
+    expect(() => loadConfig(['--drop-after-sec', '0'], {})).toThrow(/drop-after-sec/);
+  });
+
   it('reads --redis, --role, --workers and --lease-ms, and their variables', () => {
     const config = loadConfig(['--redis', 'redis://127.0.0.1:6390', '--role', 'ingest', '--lease-ms', '1500'], {
       BLOCKCAST_WORKERS: '1',
