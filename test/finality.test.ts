@@ -110,14 +110,14 @@ describe('finality on anvil (safe and finalized tags, 2 slots an epoch)', () => 
     }
   });
 
-  it('tells a plain subscription, once per move, where the finalized block is, with its hash as the node has it', async () => {
+  it('tells a blocks subscription, once per move, where the finalized block is, with its hash as the node has it', async () => {
     const from = client.messages.length;
     for (let i = 0; i < 4; i++) await mine();
     // The tags are read along with the blocks and reach the gateway with the next one: where the
     // node's finalized block was after the 4th block, the gateway is once two more are mined.
     const reached = await tag('finalized');
     for (let i = 0; i < 2; i++) await mine();
-    const told = client.messages.slice(from).filter((m) => m.type === 'finality' && m['sub'] === plain);
+    const told = client.messages.slice(from).filter((m) => m.type === 'finality' && m['sub'] === barrier);
     expect(told.length).toBeGreaterThanOrEqual(2);
     const last = told.at(-1) as Message;
     expect((last['finalized'] as Ref).number).toBeGreaterThanOrEqual(reached.number);
@@ -136,6 +136,22 @@ describe('finality on anvil (safe and finalized tags, 2 slots an epoch)', () => 
     }
     // Subscriptions waiting for finality are not told: what they get is final already.
     expect(client.messages.filter((m) => m.type === 'finality' && m['sub'] === finalized)).toEqual([]);
+  });
+
+  it('tells an activity subscription once, when a block it was sent activity for became final', async () => {
+    const from = client.messages.length;
+    await chain.transfer(0, chain.address(5), 3n);
+    const block = await mine();
+    for (let i = 0; i < 8 && (await tag('finalized')).number < block + 2; i++) await mine();
+    await mine();
+    const told = client.messages.slice(from).filter((m) => m['sub'] === plain);
+    expect(told.map((m) => m.type)).toEqual(['activity', 'finality']);
+    const final = told[1]?.['finalized'] as Ref;
+    expect(final.number).toBeGreaterThanOrEqual(block);
+    // Blocks without its activity became final meanwhile too: nothing about them for it.
+    expect(
+      client.messages.slice(from).filter((m) => m.type === 'finality' && m['sub'] === barrier).length,
+    ).toBeGreaterThan(1);
   });
 
   it('resumes a finalized subscription from its cursor: what reached the tag since, once, in order', async () => {

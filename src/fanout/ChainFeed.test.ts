@@ -79,6 +79,31 @@ describe('ChainFeed: finality', () => {
     expect(owner.frames.filter((f) => f.type === 'finality' && (f.sub === 'safe' || f.sub === 'final'))).toEqual([]);
   });
 
+  it('tells an activity subscription only when a block it was sent activity for became final', () => {
+    const { feed, index, owner } = setup();
+    const watched = '0x00000000000000000000000000000000000000aa' as Hex;
+    index.add(owner, 'wallet', CHAIN, { channel: 'activity', kinds: new Set(['tx']) }, [watched]);
+    const payment = (n: number): ChainBlock => ({
+      ...tagged(n),
+      transactions: [
+        {
+          hash: hash(n, 'cc'),
+          index: 0,
+          from: '0x00000000000000000000000000000000000000bb' as Hex,
+          to: watched,
+          value: '0x1',
+          nonce: n,
+          gas: '0x5208',
+          input: '0x',
+        },
+      ],
+    });
+    for (let n = 1; n <= 12; n++) feed.apply(n === 6 ? payment(n) : tagged(n));
+    const told = owner.frames.filter((f) => f.sub === 'wallet');
+    // Its activity at block 6, then one finality message: when block 6 became final (at block 10).
+    expect(told.map((f) => `${f.type} ${f.number}`)).toEqual(['activity 6', 'finality 6']);
+  });
+
   it('never retracts from a finalized subscription what its tag passed, and tags never go back', () => {
     const { feed, index, owner, seen } = setup();
     index.add(owner, 'final', CHAIN, { channel: 'blocks', full: false, fullInput: false, finality: 'finalized' });

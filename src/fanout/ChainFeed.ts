@@ -101,9 +101,21 @@ export class ChainFeed<O extends Peer> {
     }
     const finality = this.#finality;
     if (finality !== undefined && finality.finalized.number !== finalizedBefore) {
-      this.#fanout.publishFinality(this.chainId, finality);
+      const from = Math.max(finalizedBefore ?? -1, block.number - this.history.windowBlocks) + 1;
+      this.#fanout.publishFinality(this.chainId, finality, this.#sentActivity(from, finality.finalized.number));
     }
     this.ledger.trim(block.number);
+  }
+
+  /** The subscriptions that were sent activity for a block numbered `from` to `to` (canonical, held). */
+  #sentActivity(from: number, to: number): Set<Subscription<O>> {
+    const subs = new Set<Subscription<O>>();
+    for (let n = from; n <= to; n++) {
+      const block = this.history.at(n);
+      const sent = block === undefined ? undefined : this.ledger.sentAt(block.hash);
+      if (sent !== undefined) for (const sub of sent.keys()) subs.add(sub);
+    }
+    return subs;
   }
 
   /** Takes the tags a block carried: each only forward, a finalized block never above the safe one. */

@@ -332,18 +332,24 @@ export class Fanout<O extends Peer> {
   }
 
   /**
-   * Tells every subscription of a chain that is not itself waiting for finality (blocks and
-   * activity alike) that the node's finalized block moved: one `finality` message each, its
-   * fields encoded once. Everything up to `finality.finalized` will never be retracted.
+   * Tells that the node's finalized block moved, to the subscriptions of a chain that do not
+   * themselves wait for finality: every `blocks` subscription, and the `activity` subscriptions
+   * in `sentActivity` (those that were sent activity for a block the move made final; the others
+   * have nothing that became final). One `finality` message each, its fields encoded once.
+   * Everything up to `finality.finalized` will never be retracted.
    */
-  publishFinality(chainId: number, finality: Finality): PendingFanoutResult {
+  publishFinality(
+    chainId: number,
+    finality: Finality,
+    sentActivity: Iterable<Subscription<O>>,
+  ): PendingFanoutResult {
     const shared = finalityFields(chainId, finality);
     const batch = new FrameBatch<O>();
     let messages = 0;
     let bytes = 0;
-    for (const subs of [this.#index.blockSubscribers(chainId), this.#index.activitySubscribers(chainId)]) {
+    for (const subs of [this.#index.blockSubscribers(chainId), sentActivity]) {
       for (const sub of subs) {
-        if (deliveryDepth(sub.filter) < 0) continue;
+        if (deliveryDepth(sub.filter) < 0 || !this.#index.has(sub)) continue;
         let prefix = this.#finalityPrefixes.get(sub);
         if (prefix === undefined) {
           prefix = encodePrefix('finality', sub.sid);

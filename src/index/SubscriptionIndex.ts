@@ -110,8 +110,6 @@ const SMALL_WATCHERS = 8;
  */
 export class SubscriptionIndex<O> {
   readonly #blocks = new Map<number, Set<Subscription<O>>>();
-  /** chain → its activity subscriptions (for messages to all of them, as finality). */
-  readonly #activity = new Map<number, Set<Subscription<O>>>();
   /**
    * chain → address → its watchers. Most addresses have one or a few: they are held in a small
    * array (a Set costs several times the memory), which becomes a Set past {@link SMALL_WATCHERS}.
@@ -178,14 +176,14 @@ export class SubscriptionIndex<O> {
     this.#subscriptions++;
     this.#countDepth(sub, 1);
     const { chainId, filter } = sub;
-    const byChain = filter.channel === 'blocks' ? this.#blocks : this.#activity;
-    let set = byChain.get(chainId);
-    if (set === undefined) {
-      set = new Set();
-      byChain.set(chainId, set);
-    }
-    set.add(sub);
-    if (filter.channel === 'activity') {
+    if (filter.channel === 'blocks') {
+      let set = this.#blocks.get(chainId);
+      if (set === undefined) {
+        set = new Set();
+        this.#blocks.set(chainId, set);
+      }
+      set.add(sub);
+    } else {
       this.watch(sub, addresses);
       if (filter.pending === true) this.#pendingByChain.set(chainId, this.pendingSubscriptions(chainId) + 1);
     }
@@ -199,7 +197,6 @@ export class SubscriptionIndex<O> {
     if (sub.filter.channel === 'blocks') {
       this.#blocks.get(sub.chainId)?.delete(sub);
     } else {
-      this.#activity.get(sub.chainId)?.delete(sub);
       this.unwatch(sub, (sub.addresses as AddressList).list);
       if (sub.filter.pending === true) {
         this.#pendingByChain.set(sub.chainId, this.pendingSubscriptions(sub.chainId) - 1);
@@ -289,11 +286,6 @@ export class SubscriptionIndex<O> {
   /** The `blocks` subscriptions of a chain. */
   blockSubscribers(chainId: number): ReadonlySet<Subscription<O>> {
     return this.#blocks.get(chainId) ?? NO_SUBSCRIPTIONS;
-  }
-
-  /** The `activity` subscriptions of a chain. */
-  activitySubscribers(chainId: number): ReadonlySet<Subscription<O>> {
-    return this.#activity.get(chainId) ?? NO_SUBSCRIPTIONS;
   }
 
   /** The activity subscriptions of a chain that watch `address` (lowercase), in the order they came. */

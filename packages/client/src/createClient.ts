@@ -193,7 +193,8 @@ export interface Client {
   ): Unsubscribe;
   /**
    * Watches the activity of `addresses` (any case). `onMessage` gets `subscribed`, `activity`,
-   * `removed` and `finality` messages (the last unless it waits for finality itself), and with
+   * `removed` and `finality` messages (when a block it was sent activity for became final, unless
+   * it waits for finality itself), and with
    * `pending: true` `pending`, `replaced` and `dropped` messages, each event once. After a reconnect
    * it gets `subscribed` again: unless that one says `recovered: true`, events may have been
    * missed meanwhile (the `lost` status). The returned function stops it; its `update` changes the

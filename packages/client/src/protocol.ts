@@ -308,8 +308,10 @@ export interface RemovedMessage {
 }
 
 /**
- * The node's finalized block moved (sent to every subscription of the chain that does not itself
- * wait for finality): every block up to `finalized` is final and will never be removed.
+ * The node's finalized block moved past what a subscription was sent (every `blocks`
+ * subscription at each move; an `activity` one when a block it was sent activity for became
+ * final; none that waits for finality itself): every block up to `finalized` is final and will
+ * never be removed.
  */
 export interface FinalityMessage {
   readonly type: 'finality';
