@@ -33,6 +33,7 @@ import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { rpc } from '../test/helpers/chain.ts';
 import { type RedisServer, startRedis } from '../test/helpers/redis.ts';
 import { Arrivals } from './lib/arrivals.ts';
+import { type Cleanups, cleanupOnExit } from './lib/cleanups.ts';
 import { describeMachine } from './lib/proc.ts';
 import { createRandom } from './lib/synthetic.ts';
 
@@ -245,9 +246,6 @@ async function startTargetRedis(cleanups: Cleanups): Promise<RedisServer> {
   await redis.command('CONFIG', 'SET', 'appendfsync', PLAN.redisFsync);
   return redis;
 }
-
-/** Things to stop at the end, newest first. */
-type Cleanups = Array<() => Promise<void>>;
 
 /** Starts the three targets, each following `anvil`; what it starts is added to `cleanups`. */
 async function deployTargets(anvil: Anvil, cleanups: Cleanups): Promise<Deployment[]> {
@@ -699,22 +697,8 @@ function markdown(at: string, machine: ReturnType<typeof describeMachine>, repor
 
 async function main(): Promise<void> {
   const deadline = performance.now() + PLAN.maxRunMs;
-  const cleanups: Cleanups = [];
-  const stopAll = async (): Promise<void> => {
-    // Newest first: gateways before their ingest, processes before Redis, everything before anvil.
-    for (const cleanup of cleanups.splice(0)) {
-      try {
-        await cleanup();
-      } catch (error) {
-        log(`cleanup: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    }
-  };
-  const onSignal = (): void => {
-    void stopAll().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // Newest first: gateways before their ingest, processes before Redis, everything before anvil.
+  const { cleanups, stopAll, release } = cleanupOnExit(log);
   const samples: BlockSample[] = [];
   try {
     const anvil = await startAnvil({ noMining: true });
@@ -737,8 +721,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await stopAll();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    release();
   }
 
   const reports = PLAN.spacings.map((spacing) => report(spacing, samples));

@@ -34,6 +34,7 @@ import { rpc } from '../test/helpers/chain.ts';
 import { artifact } from '../test/helpers/contracts.ts';
 import { type GatewayProcess, startGateway } from '../test/helpers/gateway.ts';
 import { Arrivals } from './lib/arrivals.ts';
+import { type Cleanups, cleanupOnExit } from './lib/cleanups.ts';
 import { type CpuTime, cpuDelta, cpuTime, describeMachine } from './lib/proc.ts';
 import {
   BENCH_CHAIN_ID,
@@ -268,9 +269,6 @@ function fanoutFigures(tally: FanoutTally): FanoutFigures {
 }
 
 // ---- 2. ingest against anvil ----
-
-/** Things to stop at the end, newest first. */
-type Cleanups = Array<() => Promise<void>>;
 
 /** A transaction request for anvil's unlocked accounts (`eth_sendTransaction`). */
 interface TxRequest {
@@ -1043,21 +1041,7 @@ function readFigures(fanout: ReturnType<typeof runFanoutCost>, ingest: IngestRep
 async function main(): Promise<void> {
   const started = performance.now();
   const deadline = started + PLAN.maxRunMs;
-  const cleanups: Cleanups = [];
-  const stopAll = async (): Promise<void> => {
-    for (const cleanup of cleanups.splice(0)) {
-      try {
-        await cleanup();
-      } catch (error) {
-        log(`cleanup: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    }
-  };
-  const onSignal = (): void => {
-    void stopAll().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const { cleanups, stopAll, release } = cleanupOnExit(log);
   let ingest: IngestReport;
   let fanout: ReturnType<typeof runFanoutCost>;
   try {
@@ -1069,8 +1053,7 @@ async function main(): Promise<void> {
     ingest = await runIngest(cleanups, deadline);
   } finally {
     await stopAll();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    release();
   }
   const runSeconds = (performance.now() - started) / 1000;
   const machine = describeMachine();

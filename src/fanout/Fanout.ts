@@ -338,11 +338,7 @@ export class Fanout<O extends Peer> {
    * have nothing that became final). One `finality` message each, its fields encoded once.
    * Everything up to `finality.finalized` will never be retracted.
    */
-  publishFinality(
-    chainId: number,
-    finality: Finality,
-    sentActivity: Iterable<Subscription<O>>,
-  ): PendingFanoutResult {
+  publishFinality(chainId: number, finality: Finality, sentActivity: Iterable<Subscription<O>>): PendingFanoutResult {
     const shared = finalityFields(chainId, finality);
     const batch = new FrameBatch<O>();
     let messages = 0;
