@@ -1,17 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
-import { rpc, TestChain } from './helpers/chain.ts';
+import { TestChain } from './helpers/chain.ts';
 import { type Message, TestClient } from './helpers/client.ts';
 import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
-import { ClientView, expectCanonical } from './helpers/view.ts';
+import { blockNumberOf, resumeAcrossReorg } from './helpers/view.ts';
 
 const WINDOW = 16;
 
 /** The block number of a block-scoped message (`undefined` for others). */
-function blockNumberOf(m: Message): number | undefined {
-  return (m['number'] as number | undefined) ?? (m['block'] as { number: number } | undefined)?.number;
-}
-
 // Raw protocol resume (PROTOCOL.md, Resume); the SDK's reconnect is tested in client tests.
 describe('resume from a cursor', () => {
   let anvil: Anvil;
@@ -117,50 +113,13 @@ describe('resume from a cursor', () => {
 
   it('retracts what was reorged out while away, then replays the canonical blocks', async () => {
     const p = await probe();
-    const client = await TestClient.connect(gateway.url, 'json');
-    const blocks = await client.subscribe({ channel: 'blocks' });
-    const activity = await client.subscribe({ channel: 'activity', addresses: [chain.address(0)] });
-    const start = (await mine(p.client, p.sub)) + 1;
-    await mine(p.client, p.sub);
-    const top = await mine(p.client, p.sub);
-    await client.next((m) => m['sub'] === activity && blockNumberOf(m) === top, 15_000);
-    const blockCursor = client.of(blocks, 'block').at(-1)?.['cursor'];
-    const activityCursor = client.of(activity, 'activity').at(-1)?.['cursor'];
-    client.close();
-
-    await rpc(anvil.httpUrl, 'anvil_reorg', [
-      2,
-      [[{ from: chain.address(0), to: chain.address(2), value: '0x77' }, 1]],
-    ]);
-    chain.resetNonces();
-    const live = await mine(p.client, p.sub, false);
-
-    const back = await TestClient.connect(gateway.url, 'json');
-    const resumedBlocks = await back.resume({ channel: 'blocks', from: blockCursor });
-    expect(resumedBlocks.reply).toMatchObject({ recovered: true });
-    expect(resumedBlocks.before.map((m) => `${m.type}:${blockNumberOf(m)}`)).toEqual([
-      `removed:${top}`,
-      `removed:${top - 1}`,
-      `block:${top - 1}`,
-      `block:${top}`,
-      `block:${live}`,
-    ]);
-    const resumedActivity = await back.resume({
-      channel: 'activity',
-      addresses: [chain.address(0)],
-      from: activityCursor,
+    await resumeAcrossReorg({
+      anvilUrl: anvil.httpUrl,
+      chain,
+      before: await TestClient.connect(gateway.url, 'json'),
+      after: () => TestClient.connect(gateway.url, 'json'),
+      mine: (transfer) => mine(p.client, p.sub, transfer),
     });
-    expect(resumedActivity.reply).toMatchObject({ recovered: true });
-    // The client's whole history, old connection then new, equals the node's chain.
-    const blocksView = ClientView.of(
-      [...client.of(blocks, 'block'), ...resumedBlocks.before],
-      [blocks, resumedBlocks.reply['sub'] as string],
-    );
-    await expectCanonical(blocksView, anvil.httpUrl, { from: start, to: live });
-    const activityMessages = [...client.messages.filter((m) => m['sub'] === activity), ...resumedActivity.before];
-    const activityView = ClientView.of(activityMessages, [activity, resumedActivity.reply['sub'] as string]);
-    await expectCanonical(activityView, anvil.httpUrl, { from: start, to: live }, [chain.address(0)]);
-    back.close();
     p.client.close();
   });
 

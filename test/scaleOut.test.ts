@@ -1,10 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
-import { rpc, TestChain } from './helpers/chain.ts';
+import { TestChain } from './helpers/chain.ts';
 import { type Message, TestClient } from './helpers/client.ts';
 import { type GatewayProcess, startGateway } from './helpers/gateway.ts';
 import { type RedisServer, startRedis } from './helpers/redis.ts';
-import { ClientView, expectCanonical } from './helpers/view.ts';
+import { blockNumberOf, ClientView, expectCanonical, resumeAcrossReorg } from './helpers/view.ts';
 
 // Scaled out: one ingest (or a leader and a standby) writes the chain log on a real Redis, and
 // gateway processes read it. What subscribers get must be what one process gives: every
@@ -15,10 +15,6 @@ const WINDOW = 32;
 const INGEST_READY = /ingest of chain \d+ into Redis; metrics: http:\/\/127\.0\.0\.1:(\d+)\/metrics/;
 
 /** The block number of a block-scoped message (`undefined` for others). */
-function blockNumberOf(m: Message): number | undefined {
-  return (m['number'] as number | undefined) ?? (m['block'] as { number: number } | undefined)?.number;
-}
-
 /** What a client was sent on a subscription, as `type:number:hash` lines. */
 function sequence(client: TestClient, sub: string): string[] {
   return client.messages
@@ -142,52 +138,13 @@ describe('scaled out on Redis: one ingest, several gateways', () => {
       [probeB, probeBSub],
     ] as const;
 
-    const client = await connect(a.url);
-    const blocks = await client.subscribe({ channel: 'blocks' });
-    const activity = await client.subscribe({ channel: 'activity', addresses: [chain.address(0)] });
-    const from = (await mine(probes)) + 1;
-    await mine(probes);
-    const top = await mine(probes);
-    await client.next((m) => m['sub'] === activity && blockNumberOf(m) === top, 20_000);
-    const blockCursor = client.of(blocks, 'block').at(-1)?.['cursor'];
-    const activityCursor = client.of(activity, 'activity').at(-1)?.['cursor'];
-    client.close();
-
-    // Away: the last two blocks are reorged out (one of the new ones moves ETH elsewhere), one more comes.
-    await rpc(anvil.httpUrl, 'anvil_reorg', [
-      2,
-      [[{ from: chain.address(0), to: chain.address(2), value: '0x77' }, 1]],
-    ]);
-    chain.resetNonces();
-    const live = await mine(probes, false);
-
-    const back = await connect(b.url);
-    const resumedBlocks = await back.resume({ channel: 'blocks', from: blockCursor });
-    expect(resumedBlocks.reply).toMatchObject({ recovered: true });
-    expect(resumedBlocks.before.map((m) => `${m.type}:${blockNumberOf(m)}`)).toEqual([
-      `removed:${top}`,
-      `removed:${top - 1}`,
-      `block:${top - 1}`,
-      `block:${top}`,
-      `block:${live}`,
-    ]);
-    const resumedActivity = await back.resume({
-      channel: 'activity',
-      addresses: [chain.address(0)],
-      from: activityCursor,
+    await resumeAcrossReorg({
+      anvilUrl: anvil.httpUrl,
+      chain,
+      before: await connect(a.url),
+      after: () => connect(b.url),
+      mine: (transfer) => mine(probes, transfer),
     });
-    expect(resumedActivity.reply).toMatchObject({ recovered: true });
-    // The client's whole history, gateway A then gateway B, equals the node's chain.
-    const blocksView = ClientView.of(
-      [...client.of(blocks, 'block'), ...resumedBlocks.before],
-      [blocks, resumedBlocks.reply['sub'] as string],
-    );
-    await expectCanonical(blocksView, anvil.httpUrl, { from, to: live });
-    const activityView = ClientView.of(
-      [...client.messages.filter((m) => m['sub'] === activity), ...resumedActivity.before],
-      [activity, resumedActivity.reply['sub'] as string],
-    );
-    await expectCanonical(activityView, anvil.httpUrl, { from, to: live }, [chain.address(0)]);
   });
 
   it('kill -9 of the ingest leader under traffic: the standby takes over, every block once, unbroken', async () => {

@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
-import { rpc } from './chain.ts';
-import type { Message } from './client.ts';
+import { rpc, type TestChain } from './chain.ts';
+import type { Message, TestClient } from './client.ts';
 
 interface NodeTx {
   hash: string;
@@ -113,4 +113,73 @@ export async function expectCanonical(
     const held = new Map([...view.activity].filter(([, a]) => a.number >= range.from && a.number <= range.to));
     expect(held).toEqual(await canonicalActivity(url, addresses, range.from, range.to));
   }
+}
+
+/** The block number a block, activity or removed message is about. */
+export function blockNumberOf(m: Message): number | undefined {
+  return (m['number'] as number | undefined) ?? (m['block'] as { number: number } | undefined)?.number;
+}
+
+/** What {@link resumeAcrossReorg} drives: the node, how to mine, and where the client is before and after. */
+export interface ReorgAwayCase {
+  readonly anvilUrl: string;
+  readonly chain: TestChain;
+  /** A client on the gateway it leaves. */
+  readonly before: TestClient;
+  /** A client on the gateway it comes back to (the same one, or another reading the same log). */
+  readonly after: () => Promise<TestClient>;
+  /** Mines a block (with a transfer from dev wallet 0 unless `false`) and waits until the gateways have it. */
+  readonly mine: (transfer?: boolean) => Promise<number>;
+}
+
+/**
+ * A client subscribed to blocks and to the activity of dev wallet 0 goes away; the last two
+ * blocks are reorged out (one new block moves ETH elsewhere) and one more comes; it resumes both
+ * subscriptions from its cursors: `removed` for the orphans newest first, the new branch, the
+ * live block, `recovered: true`, and its whole history equals the node's chain.
+ */
+export async function resumeAcrossReorg(c: ReorgAwayCase): Promise<void> {
+  const { chain, before: client } = c;
+  const blocks = await client.subscribe({ channel: 'blocks' });
+  const activity = await client.subscribe({ channel: 'activity', addresses: [chain.address(0)] });
+  const from = (await c.mine()) + 1;
+  await c.mine();
+  const top = await c.mine();
+  await client.next((m) => m['sub'] === activity && blockNumberOf(m) === top, 20_000);
+  const blockCursor = client.of(blocks, 'block').at(-1)?.['cursor'];
+  const activityCursor = client.of(activity, 'activity').at(-1)?.['cursor'];
+  client.close();
+
+  await rpc(c.anvilUrl, 'anvil_reorg', [2, [[{ from: chain.address(0), to: chain.address(2), value: '0x77' }, 1]]]);
+  chain.resetNonces();
+  const live = await c.mine(false);
+
+  const back = await c.after();
+  const resumedBlocks = await back.resume({ channel: 'blocks', from: blockCursor });
+  expect(resumedBlocks.reply).toMatchObject({ recovered: true });
+  expect(resumedBlocks.before.map((m) => `${m.type}:${blockNumberOf(m)}`)).toEqual([
+    `removed:${top}`,
+    `removed:${top - 1}`,
+    `block:${top - 1}`,
+    `block:${top}`,
+    `block:${live}`,
+  ]);
+  const resumedActivity = await back.resume({
+    channel: 'activity',
+    addresses: [chain.address(0)],
+    from: activityCursor,
+  });
+  expect(resumedActivity.reply).toMatchObject({ recovered: true });
+  // The client's whole history, before then after, equals the node's chain.
+  const blocksView = ClientView.of(
+    [...client.of(blocks, 'block'), ...resumedBlocks.before],
+    [blocks, resumedBlocks.reply['sub'] as string],
+  );
+  await expectCanonical(blocksView, c.anvilUrl, { from, to: live });
+  const activityView = ClientView.of(
+    [...client.messages.filter((m) => m['sub'] === activity), ...resumedActivity.before],
+    [activity, resumedActivity.reply['sub'] as string],
+  );
+  await expectCanonical(activityView, c.anvilUrl, { from, to: live }, [chain.address(0)]);
+  back.close();
 }
