@@ -35,6 +35,7 @@ import { type RedisServer, startRedis } from '../test/helpers/redis.ts';
 import { Arrivals } from './lib/arrivals.ts';
 import { type Cleanups, cleanupOnExit } from './lib/cleanups.ts';
 import { describeMachine } from './lib/proc.ts';
+import { type Distribution, distribution } from './lib/report.ts';
 import { createRandom } from './lib/synthetic.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -125,32 +126,8 @@ interface BlockSample {
   readonly targets: Readonly<Record<TargetName, TargetTimes>>;
 }
 
-interface Distribution {
-  readonly samples: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-  readonly max: number;
-}
-
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
-}
-
-function distribution(values: readonly (number | null)[]): Distribution {
-  const sorted = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
-  return {
-    samples: sorted.length,
-    p50: percentile(sorted, 50),
-    p90: percentile(sorted, 90),
-    p99: percentile(sorted, 99),
-    max: sorted[sorted.length - 1] ?? Number.NaN,
-  };
 }
 
 /** `a − b` when both are known. */

@@ -36,6 +36,7 @@ import { type GatewayProcess, startGateway } from '../test/helpers/gateway.ts';
 import { Arrivals } from './lib/arrivals.ts';
 import { type Cleanups, cleanupOnExit } from './lib/cleanups.ts';
 import { type CpuTime, cpuDelta, cpuTime, describeMachine } from './lib/proc.ts';
+import { type Distribution, distribution } from './lib/report.ts';
 import {
   BENCH_CHAIN_ID,
   createBlockSource,
@@ -91,33 +92,6 @@ function log(line: string): void {
 }
 
 // ---- figures ----
-
-/** A distribution of samples (µs or ms, as its field says). */
-interface Distribution {
-  readonly samples: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-  readonly max: number;
-  readonly mean: number;
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
-}
-
-function distribution(values: readonly (number | null)[]): Distribution {
-  const sorted = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
-  return {
-    samples: sorted.length,
-    p50: percentile(sorted, 50),
-    p90: percentile(sorted, 90),
-    p99: percentile(sorted, 99),
-    max: sorted[sorted.length - 1] ?? Number.NaN,
-    mean: sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length),
-  };
-}
 
 function fixed(n: number, digits = 2): string {
   return Number.isFinite(n) ? n.toFixed(digits) : '-';

@@ -71,6 +71,29 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
 }
 
+/** A distribution of samples, in the unit they came in. */
+export interface Distribution {
+  readonly samples: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
+/** The distribution of the known values (`null`: a sample that never came, left out). */
+export function distribution(values: readonly (number | null)[]): Distribution {
+  const known = values.filter((v): v is number => v !== null);
+  return {
+    samples: known.length,
+    p50: percentile(known, 50),
+    p90: percentile(known, 90),
+    p99: percentile(known, 99),
+    max: known.length === 0 ? Number.NaN : Math.max(...known),
+    mean: known.length === 0 ? Number.NaN : sum(known) / known.length,
+  };
+}
+
 export function sum(values: readonly number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
