@@ -516,32 +516,23 @@ class RedisChainLease implements ChainLease {
   async #append(change: LogAppend, fence: number): Promise<void> {
     if (this.#state !== 'held') throw this.#leaseLost(fence, '');
     const chainId = this.#chainId;
-    const common = [this.#value, change.kind === 'add' && change.restart === true ? 'start' : change.kind];
-    const args =
-      change.kind === 'add'
-        ? [
-            ...common,
-            String(change.block.number),
-            change.block.hash,
-            change.block.parentHash,
-            String(fence),
-            randomUUID(),
-            String(this.#backend.maxEntries),
-            String(Date.now()),
-            String(change.block.number),
-            packr.pack(change.block),
-          ]
-        : [
-            ...common,
-            String(change.link.number),
-            change.link.hash,
-            change.link.parentHash,
-            String(fence),
-            randomUUID(),
-            String(this.#backend.maxEntries),
-            String(Date.now()),
-            String(change.link.number - 1),
-          ];
+    const kind = change.kind === 'add' && change.restart === true ? 'start' : change.kind;
+    // A block's own link, or the link retracted; the tip after it is the block, or its parent.
+    const link: BlockLink = change.kind === 'add' ? change.block : change.link;
+    const tipNumber = change.kind === 'add' ? link.number : link.number - 1;
+    const args = [
+      this.#value,
+      kind,
+      String(link.number),
+      link.hash,
+      link.parentHash,
+      String(fence),
+      randomUUID(),
+      String(this.#backend.maxEntries),
+      String(Date.now()),
+      String(tipNumber),
+      ...(change.kind === 'add' ? [packr.pack(change.block)] : []),
+    ];
     const reply = (await withTimeout(
       runScript(this.#backend.commands, APPEND, [this.#keys.lease, this.#keys.tip, this.#keys.log], args),
       COMMAND_TIMEOUT_MS,
