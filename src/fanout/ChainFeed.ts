@@ -100,7 +100,12 @@ export class ChainFeed<O extends Peer> {
       if (target >= from - 1) this.#delivered.set(depth, target);
     }
     const finality = this.#finality;
-    if (finality !== undefined && finality.finalized.number !== finalizedBefore) {
+    // A chain whose finality lags past the window has it off (`features`): no messages either.
+    if (
+      finality !== undefined &&
+      finality.finalized.number !== finalizedBefore &&
+      block.number - finality.finalized.number < this.history.windowBlocks
+    ) {
       const from = Math.max(finalizedBefore ?? -1, block.number - this.history.windowBlocks) + 1;
       this.#fanout.publishFinality(this.chainId, finality, this.#sentActivity(from, finality.finalized.number));
     }

@@ -50,7 +50,7 @@ export interface BlockEnricher {
 
 /**
  * What ingest asks beyond blocks and receipts. Traces: the method is found out on the first
- * block that needs one (`debug_traceBlockByNumber` with the callTracer, else `trace_block`), and
+ * block that needs one (`debug_traceBlockByNumber` with the callTracer or `trace_block`, whichever answered the probe faster), and
  * only blocks in which some transaction ran code are traced (see `mayHaveInternalTransfers`:
  * ingest cannot know which addresses gateways watch, and any address may be paid through a
  * contract). Token metadata: looked up in the background the first time a token is seen, so the
