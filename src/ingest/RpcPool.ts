@@ -1,5 +1,5 @@
 import { GatewayError, RpcFaultError } from '../domain/errors.ts';
-import { Capabilities, isMethodUnsupported } from './Capabilities.ts';
+import { Capabilities } from './Capabilities.ts';
 import { createRpcClient, type RpcClient } from './createRpcClient.ts';
 
 /** Options of {@link RpcPool}. */
@@ -24,6 +24,11 @@ export interface RpcPoolOptions {
    * `undefined` when the socket closed.
    */
   readonly onWake?: (head?: unknown) => void;
+}
+
+/** Whether `error` is the node's JSON-RPC error object, in an answer otherwise well formed. */
+function isNodeAnswer(error: unknown): boolean {
+  return error instanceof RpcFaultError && error.fault === 'node_error';
 }
 
 /**
@@ -117,7 +122,9 @@ export class RpcPool {
       // A request cut short by a failover or close is no fault of the node.
       if (client !== this.#client || this.#closed) throw error;
       this.#options.onRequest?.(method, url, (performance.now() - started) / 1000, false);
-      if (probe && isMethodUnsupported(error)) {
+      // The node's error object is its answer to this request (the node is up): for a probe,
+      // the caller's to judge. Everything else (no answer, or none that is JSON-RPC) is a fault.
+      if (probe && isNodeAnswer(error)) {
         this.#mark(url, true);
         throw error;
       }
@@ -129,9 +136,12 @@ export class RpcPool {
   }
 
   /**
-   * {@link send} for a method the node may not offer: a refusal that says so (see
-   * `isMethodUnsupported`) is the answer sought, not a fault: it is not reported and leaves the
-   * endpoint up. Anything else is as for `send`.
+   * {@link send} for a request the node may well refuse (a method it may not offer, an `eth_call`
+   * that may revert, a block it may not trace): a JSON-RPC error answer (fault `node_error`) is
+   * the node's word on the request, not a fault of the node. It still rejects with it (so the
+   * caller tells a method the node lacks, see `isMethodUnsupported`, from a revert), but it is not
+   * reported and leaves the endpoint up. A fault of the link or the answer (timeout, closed
+   * connection, HTTP error, unreadable or oversized answer) is as for `send`.
    */
   async probe(method: string, params: readonly unknown[]): Promise<unknown> {
     return this.#request(method, params, true);

@@ -18,9 +18,11 @@ export type TokenLookupOutcome = 'ok' | 'none' | 'failed';
 /** Options of {@link TokenMetadata}. */
 export interface TokenMetadataOptions {
   /**
-   * Sends one JSON-RPC request to the chain's node and resolves with its unchecked `result`
-   * (`RpcPool.send` in production); rejects with an {@link RpcFaultError} on a fault. It must
-   * settle in bounded time (RpcPool's requests time out): a lookup holds its slot until then.
+   * Sends one JSON-RPC request to the chain's node and resolves with its unchecked `result`;
+   * rejects with an {@link RpcFaultError} on a fault or an error answer. In production it is
+   * `RpcPool.probe`: a call that reverts is the contract's answer, so the node's error answers
+   * are not reported as its faults. It must settle in bounded time (RpcPool's requests time
+   * out): a lookup holds its slot until then.
    */
   readonly send: (method: string, params: readonly unknown[]) => Promise<unknown>;
   /** Tokens whose metadata is kept; past it the least recently used is forgotten. @default 10000 */

@@ -1,7 +1,10 @@
-import { describe, expect, it } from 'vitest';
-import { RpcFaultError } from '../domain/errors.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeChain, FakeNode } from '../../test/helpers/fakeNode.ts';
+import { errorMessage, RpcFaultError } from '../domain/errors.ts';
 import type { ChainBlock, ChainTx, Erc20TransferEvent, Hex } from '../domain/types.ts';
 import { createBlockEnricher } from './enrichBlock.ts';
+import type { TokenLookupOutcome } from './TokenMetadata.ts';
+import { watchChain } from './watchChain.ts';
 
 // The enricher's decisions against a scripted node: which requests it sends for which block, and
 // what it makes of the answers. Real traces and real tokens are tested on anvil
@@ -174,5 +177,131 @@ describe('createBlockEnricher', () => {
     const later = await enricher.enrich(block([tx(0, '0x9000', [transfer])]));
     expect(later.transactions[0]?.transfers).toEqual([{ ...transfer, symbol: 'TST', decimals: 18 }]);
     expect(later.traced).toBeUndefined();
+  });
+});
+
+/** Resolves with what `register` hands its callback first, within `timeoutMs`. */
+function first<T>(what: string, register: (callback: (value: T) => void) => void, timeoutMs = 10_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what}: not within ${timeoutMs} ms`)), timeoutMs);
+    register((value) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+  });
+}
+
+const TRANSFER_TOPIC = '0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef';
+const topicOf = (account: string): string => `0x${account.slice(2).padStart(64, '0')}`;
+
+// The enricher as the watcher wires it: its requests go through a real pool to a node over http.
+describe('createBlockEnricher in a watcher', () => {
+  const closers: Array<() => Promise<void>> = [];
+
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  async function node(chain: FakeChain): Promise<FakeNode> {
+    const started = await FakeNode.start(chain);
+    closers.push(() => started.close());
+    // Every transaction ran code (traced) and moved TOKEN.
+    started.inject({
+      method: 'eth_getBlockReceipts',
+      times: Number.POSITIVE_INFINITY,
+      fault: {
+        kind: 'mutate',
+        mutate: (receipts) =>
+          (receipts as Array<Record<string, unknown>>).map((receipt) => ({
+            ...receipt,
+            gasUsed: '0x9000',
+            logs: [
+              {
+                address: TOKEN,
+                topics: [TRANSFER_TOPIC, topicOf(String(receipt['from'])), topicOf(String(receipt['to']))],
+                data: `0x${'5'.padStart(64, '0')}`,
+                logIndex: receipt['transactionIndex'],
+                transactionHash: receipt['transactionHash'],
+                blockHash: receipt['blockHash'],
+                blockNumber: receipt['blockNumber'],
+                transactionIndex: receipt['transactionIndex'],
+                removed: false,
+              },
+            ],
+          })),
+      },
+    });
+    return started;
+  }
+
+  it('takes a reverting token call and a refused trace as the node’s answers: no fault, no failover', async () => {
+    const chain = new FakeChain();
+    const a = await node(chain);
+    const b = await node(chain);
+    // The token has no metadata: each of its calls reverts.
+    a.inject({
+      method: 'eth_call',
+      times: Number.POSITIVE_INFINITY,
+      fault: { kind: 'error', code: 3, message: 'execution reverted' },
+    });
+    // The node serves the callTracer (the probe finds it), then refuses to trace the block.
+    a.inject({ method: 'debug_traceBlockByNumber', fault: { kind: 'mutate', mutate: () => [] } });
+    a.inject({
+      method: 'debug_traceBlockByNumber',
+      times: Number.POSITIVE_INFINITY,
+      fault: { kind: 'error', code: -32000, message: 'execution timeout' },
+    });
+
+    const faults: string[] = [];
+    const errors: string[] = [];
+    const blocks: ChainBlock[] = [];
+    let onLookup: (outcome: TokenLookupOutcome) => void = () => undefined;
+    let onRefused: (block: number) => void = () => undefined;
+    let onFirstBlock: (block: ChainBlock) => void = () => undefined;
+    const handed = first<ChainBlock>('a block', (callback) => {
+      onFirstBlock = callback;
+    });
+    const looked = first<TokenLookupOutcome>('a token lookup', (callback) => {
+      onLookup = callback;
+    });
+    const refused = first<number>('a refused trace', (callback) => {
+      onRefused = callback;
+    });
+    const watcher = await watchChain({
+      urls: [a.url, b.url],
+      pollIntervalMs: 20,
+      requestTimeoutMs: 1000,
+      reorgWindowBlocks: 16,
+      backfillConcurrency: 4,
+      headTimeoutBlocks: 10,
+      headTimeoutMinMs: 30_000,
+      enrich: ({ send, probe }) =>
+        createBlockEnricher({
+          send,
+          probe,
+          onTokenLookup: (_, outcome) => onLookup(outcome),
+          onTraceRefused: (number) => onRefused(number),
+        }),
+      onBlock: (block) => {
+        blocks.push(block);
+        onFirstBlock(block);
+      },
+      onRetract: () => undefined,
+      onFault: (fault, url) => faults.push(`${url}: ${fault.message}`),
+      onError: (error) => errors.push(errorMessage(error)),
+    });
+    closers.push(() => watcher.close());
+
+    expect(await refused).toBe(chain.head.number);
+    await handed;
+    expect(await looked).toBe('none');
+    expect(blocks.map((block) => block.number)).toEqual([chain.head.number]);
+    expect(blocks[0]?.traced).toBeUndefined();
+    expect(blocks[0]?.transactions[0]?.transfers).toEqual([expect.objectContaining({ token: TOKEN, value: '0x5' })]);
+    expect(faults).toEqual([]);
+    expect(errors).toEqual([]);
+    expect(watcher.currentUrl()).toBe(a.url);
+    expect(b.requests).toEqual([]);
+    expect(a.calls('eth_call')).toBe(3);
   });
 });

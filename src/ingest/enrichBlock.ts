@@ -12,9 +12,13 @@ import {
 
 /** Options of {@link createBlockEnricher}. */
 export interface BlockEnricherOptions {
-  /** Sends one request to the chain's node (the watcher's pool: its faults fail the round over). */
+  /** Sends one request to the chain's node (the watcher's pool: its faults fail the round over); `probe`'s default. */
   readonly send: SendRpc;
-  /** {@link send} for a method the node may lack: a refusal saying so is no fault. @default send */
+  /**
+   * {@link send} for requests the node may refuse: its error answers (a method it lacks, a token
+   * call that reverts, a block it does not trace) reject but are not reported as its faults.
+   * Every request of the enricher goes through it (traces, token metadata). @default send
+   */
   readonly probe?: SendRpc;
   /** Ask the node for call traces (internal transfers) where it serves them. @default true */
   readonly traces?: boolean;
@@ -57,11 +61,13 @@ export interface BlockEnricher {
  * block that shows it first may go without it; later blocks carry it.
  */
 export function createBlockEnricher(options: BlockEnricherOptions): BlockEnricher {
+  // A revert or a refused trace is the node's answer about the request, never a fault of the node.
+  const request = options.probe ?? options.send;
   const metadata =
     options.tokenMetadata === false
       ? undefined
       : new TokenMetadata({
-          send: options.send,
+          send: request,
           ...(options.maxTokens === undefined ? {} : { maxTokens: options.maxTokens }),
           ...(options.onTokenLookup === undefined ? {} : { onLookup: options.onTokenLookup }),
         });
@@ -69,7 +75,7 @@ export function createBlockEnricher(options: BlockEnricherOptions): BlockEnriche
   let method: TraceMethod | null | undefined = options.traces === false ? null : undefined;
 
   async function traceMethod(blockNumber: number): Promise<TraceMethod | null> {
-    if (method === undefined) method = (await probeTraceMethod(options.probe ?? options.send, blockNumber)) ?? null;
+    if (method === undefined) method = (await probeTraceMethod(request, blockNumber)) ?? null;
     return method;
   }
 
@@ -86,7 +92,7 @@ export function createBlockEnricher(options: BlockEnricherOptions): BlockEnriche
     const started = performance.now();
     try {
       const found = await fetchInternalTransfers(
-        options.send,
+        request,
         using,
         block.number,
         block.transactions.map((tx) => tx.hash),
@@ -97,7 +103,8 @@ export function createBlockEnricher(options: BlockEnricherOptions): BlockEnriche
     } catch (error) {
       options.onTrace?.(using, (performance.now() - started) / 1000, false);
       if (isMethodUnsupported(error)) {
-        // The endpoint in use (after a failover, perhaps) does not trace: found out again.
+        // The endpoint in use (after a failover, perhaps) does not trace: the round fails over
+        // (another endpoint may trace this block), and the method is found out again there.
         method = undefined;
         throw error;
       }
