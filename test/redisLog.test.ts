@@ -3,6 +3,7 @@ import type { ChainLogBackend, ChainLogWriter } from '../src/chainlog/ChainLog.t
 import { LeaseLostError, LogConflictError, type LogEntry, type ReadHandlers } from '../src/chainlog/ChainLog.ts';
 import { createRedisLog } from '../src/chainlog/RedisLog.ts';
 import type { BlockLink, ChainBlock, Hex } from '../src/domain/types.ts';
+import { describeEntry, HEADER_RULES_EXPECTED, runHeaderRules } from './helpers/headerRules.ts';
 import { freePort } from './helpers/ports.ts';
 import { type RedisServer, startRedis } from './helpers/redis.ts';
 
@@ -316,6 +317,23 @@ describe('the chain log on Redis Streams', () => {
       'add',
     ]);
     expect(recorder.entries[3]).toMatchObject({ kind: 'retract', link: linkOf(three) });
+  });
+
+  it('announces a block by its header as the in-process log does: completed, retracted when passed by, left out of the tail', async () => {
+    const log = await open();
+    const readAll = async (): Promise<string[]> => {
+      const recorder = new Recorder();
+      const reading = (await open()).read(CHAIN, 128, recorder.handlers);
+      await within(reading.ready, 5000, 'the reader ready');
+      return recorder.entries.map(describeEntry);
+    };
+    expect(await runHeaderRules(log, CHAIN, readAll)).toEqual(HEADER_RULES_EXPECTED);
+    // A header round trip keeps what it carries.
+    const recorder = new Recorder();
+    (await open()).read(CHAIN, 128, recorder.handlers);
+    await recorder.until(() => recorder.entries.length >= 14, 'the entries');
+    const head = recorder.entries.find((entry) => entry.kind === 'head');
+    expect(head?.kind === 'head' ? [head.block.headerOnly, head.block.txCount] : undefined).toEqual([true, 3]);
   });
 
   it('lets one of two owners lead, and the other take over with a higher fence after a release', async () => {

@@ -1,4 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import {
+  describeEntry as describeBranch,
+  HEADER_RULES_EXPECTED,
+  runHeaderRules,
+} from '../../test/helpers/headerRules.ts';
 import type { ChainBlock, Hex } from '../domain/types.ts';
 import { LogConflictError, type LogEntry } from './ChainLog.ts';
 import { createMemoryLog } from './MemoryLog.ts';
@@ -21,7 +26,7 @@ function block(number: number, branch = 0, parentBranch = branch): ChainBlock {
 }
 
 const describeEntry = (e: LogEntry): string =>
-  e.kind === 'add' ? `${e.offset} add ${e.block.number}` : `${e.offset} retract ${e.link.number}`;
+  e.kind === 'retract' ? `${e.offset} retract ${e.link.number}` : `${e.offset} ${e.kind} ${e.block.number}`;
 
 describe('the in-process chain log', () => {
   it('hands each entry to every reader at once, in order, with dense offsets; a late reader gets what is held first', async () => {
@@ -82,5 +87,12 @@ describe('the in-process chain log', () => {
     log.read(1, 16, { onEntry: (e) => late.push(e.offset) });
     expect(late).toEqual([7, 8, 9, 10]);
     expect((await writer.tail(100)).map((l) => l.number)).toEqual([7, 8, 9, 10]);
+  });
+
+  it('announces a block by its header: completed by the block, retracted by the log when the next entry passes it by, left out of the tail', async () => {
+    const log = createMemoryLog();
+    const seen: string[] = [];
+    log.read(7, 16, { onEntry: (e) => seen.push(describeBranch(e)) });
+    expect(await runHeaderRules(log, 7, async () => seen)).toEqual(HEADER_RULES_EXPECTED);
   });
 });

@@ -5,7 +5,6 @@
  * the tip, a `retract` names it, a repeated `add` of the tip does nothing) so that the stages
  * around it behave the same on either.
  */
-import type { BlockLink } from '../domain/types.ts';
 import {
   type ChainLease,
   type ChainLogBackend,
@@ -14,6 +13,8 @@ import {
   LogConflictError,
   type LogEntry,
   type LogReading,
+  type LogTip,
+  planAppend,
   type ReadHandlers,
 } from './ChainLog.ts';
 
@@ -37,7 +38,7 @@ class MemoryChainLog {
   readonly entries: LogEntry[] = [];
   readonly readers = new Set<Reader>();
   /** The canonical chain as the log holds it, oldest first (bounded like the entries). */
-  readonly canonical: BlockLink[] = [];
+  readonly canonical: LogTip[] = [];
   offset = 0;
   owner: string | undefined;
   fence = 0;
@@ -50,38 +51,58 @@ class MemoryChainLog {
     this.#onReaderError = onReaderError;
   }
 
-  get tip(): BlockLink | undefined {
+  get tip(): LogTip | undefined {
     return this.canonical.at(-1);
   }
 
   append(change: LogAppend): void {
-    const tip = this.tip;
-    let entry: LogEntry;
-    if (change.kind === 'add') {
-      const { block } = change;
-      if (tip?.hash === block.hash) return;
-      if (change.restart === true) this.canonical.length = 0;
-      else if (tip !== undefined && block.parentHash !== tip.hash) {
-        throw new LogConflictError(
-          `chain ${this.chainId}: block ${block.number} (${block.hash}) does not continue the log's tip, block ${tip.number} (${tip.hash})`,
-        );
-      }
-      entry = { kind: 'add', offset: this.offset + 1, appendedAt: Date.now(), block };
-      this.canonical.push({ number: block.number, hash: block.hash, parentHash: block.parentHash });
-      if (this.canonical.length > this.#maxEntries) this.canonical.shift();
-    } else {
-      if (tip?.hash !== change.link.hash) {
-        throw new LogConflictError(
-          `chain ${this.chainId}: retraction of block ${change.link.number} (${change.link.hash}), which is not the log's tip${tip === undefined ? '' : `, block ${tip.number} (${tip.hash})`}`,
-        );
-      }
-      entry = { kind: 'retract', offset: this.offset + 1, appendedAt: Date.now(), link: change.link };
+    const plan = planAppend(this.tip, change);
+    if (plan.kind === 'same') return;
+    if (plan.kind === 'conflict') throw this.#conflict(change);
+    if (plan.retractTip) {
+      const { number, hash, parentHash } = this.tip as LogTip;
+      this.#write({
+        kind: 'retract',
+        offset: this.offset + 1,
+        appendedAt: Date.now(),
+        link: { number, hash, parentHash },
+      });
       this.canonical.pop();
     }
+    const appendedAt = Date.now();
+    if (change.kind === 'retract') {
+      this.#write({ kind: 'retract', offset: this.offset + 1, appendedAt, link: change.link });
+      this.canonical.pop();
+      return;
+    }
+    const { block } = change;
+    this.#write({ kind: change.kind, offset: this.offset + 1, appendedAt, block });
+    // A header completed by its block is one link, now whole.
+    if (this.tip?.hash === block.hash) this.canonical.pop();
+    else if (change.kind === 'add' && change.restart === true) this.canonical.length = 0;
+    const link = { number: block.number, hash: block.hash, parentHash: block.parentHash };
+    this.canonical.push(change.kind === 'head' ? { ...link, headerOnly: true } : link);
+    if (this.canonical.length > this.#maxEntries) this.canonical.shift();
+  }
+
+  #write(entry: LogEntry): void {
     this.offset = entry.offset;
     this.entries.push(entry);
     if (this.entries.length > this.#maxEntries) this.entries.shift();
     for (const reader of this.readers) this.deliver(reader, entry);
+  }
+
+  #conflict(change: LogAppend): LogConflictError {
+    const tip = this.tip;
+    const at =
+      tip === undefined
+        ? 'the log is empty'
+        : `the log's tip is ${tip.headerOnly === true ? 'the header of ' : ''}block ${tip.number} (${tip.hash})`;
+    const what =
+      change.kind === 'retract'
+        ? `the retraction of block ${change.link.number} (${change.link.hash}) does not name the tip`
+        : `${change.kind === 'head' ? 'the header of ' : ''}block ${change.block.number} (${change.block.hash}) does not continue the tip`;
+    return new LogConflictError(`chain ${this.chainId}: ${what}: ${at}`);
   }
 
   deliver(reader: Reader, entry: LogEntry): void {
@@ -122,7 +143,12 @@ export function createMemoryLog(options: MemoryLogOptions = {}): ChainLogBackend
     const writer: ChainLogWriter = {
       chainId,
       fence,
-      tail: async (count) => log.canonical.slice(-count),
+      // An uncompleted header is left out: the writer continues from the last whole block.
+      tail: async (count) =>
+        log.canonical
+          .filter((link) => link.headerOnly !== true)
+          .slice(-count)
+          .map(({ number, hash, parentHash }) => ({ number, hash, parentHash })),
       append: async (change) => log.append(change),
     };
     return {

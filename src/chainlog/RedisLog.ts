@@ -92,22 +92,40 @@ function luaScript(source: string): LuaScript {
 }
 
 /**
- * Appends one entry if the caller holds the lease and the entry continues the tip.
- * KEYS: lease, tip, log. ARGV: lease value (`owner|fence`), kind, number, hash, parentHash, fence,
- * epoch for a new log, max entries, appendedAt, tip number after the entry, block (add only).
+ * Appends one entry if the caller holds the lease and the entry continues the tip, by the rules of
+ * `planAppend` (ChainLog.ts): a `head` is a header the tip's block is completed by (an `add` of
+ * the same hash) or, when the next entry passes it by, retracted first in the same script.
+ * KEYS: lease, tip, log. ARGV: lease value (`owner|fence`), kind (`add`, `start` for a restart,
+ * `head`, `retract`), number, hash, parentHash, fence, epoch for a new log, max entries,
+ * appendedAt, tip number after the entry, block (all but retract).
  * Replies `{'ok', offset, epoch}`, `{'same', offset, epoch}` (the tip already), `{'lease', holder}`
  * or `{'conflict', tipNumber, tipHash}`.
  */
 const APPEND = luaScript(`
 local holder = redis.call('GET', KEYS[1])
 if holder ~= ARGV[1] then return {'lease', holder or ''} end
-local tip = redis.call('HMGET', KEYS[2], 'number', 'hash', 'offset', 'epoch')
+local tip = redis.call('HMGET', KEYS[2], 'number', 'hash', 'offset', 'epoch', 'parentHash', 'header')
 local kind = ARGV[2]
-if kind == 'add' or kind == 'start' then
-  if tip[2] == ARGV[4] then return {'same', tonumber(tip[3]), tip[4]} end
-  if kind == 'add' and tip[2] and tip[2] ~= ARGV[5] then return {'conflict', tip[1], tip[2]} end
-elseif tip[2] ~= ARGV[4] then
-  return {'conflict', tip[1] or '', tip[2] or ''}
+local announced = tip[6] == '1'
+if kind ~= 'retract' and tip[2] == ARGV[4] and not (kind ~= 'head' and announced) then
+  return {'same', tonumber(tip[3]), tip[4]}
+end
+local retractTip = false
+if announced and tip[2] ~= ARGV[4] then
+  if kind == 'retract' then retractTip = ARGV[4] == tip[5] else retractTip = kind == 'start' or ARGV[5] == tip[5] end
+end
+local conflict = {'conflict', tip[1] or '', tip[2] or ''}
+if kind == 'retract' then
+  if not retractTip and tip[2] ~= ARGV[4] then return conflict end
+elseif kind ~= 'start' and tip[2] ~= ARGV[4] then
+  if announced and not retractTip then return conflict end
+  local below = tip[2]
+  if retractTip then below = tip[5] end
+  if below then
+    if below ~= ARGV[5] then return conflict end
+  elseif kind == 'head' then
+    return conflict
+  end
 end
 local offset = 1
 local epoch = ARGV[7]
@@ -118,16 +136,22 @@ else
   -- No tip: a new log, or Redis lost it. What is left of a stream is not part of the new epoch.
   redis.call('DEL', KEYS[3])
 end
+if retractTip then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], string.format('%d-1', offset), 'k', 'retract', 'n', tip[1],
+    'h', tip[2], 'p', tip[5], 'f', ARGV[6], 'e', epoch, 't', ARGV[9])
+  offset = offset + 1
+end
 local id = string.format('%d-1', offset)
-if kind == 'add' or kind == 'start' then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], id, 'k', kind, 'n', ARGV[3], 'h', ARGV[4], 'p', ARGV[5],
-    'f', ARGV[6], 'e', epoch, 't', ARGV[9], 'd', ARGV[11])
-  redis.call('HSET', KEYS[2], 'number', ARGV[10], 'hash', ARGV[4], 'parentHash', ARGV[5], 'offset', offset, 'epoch', epoch)
-else
+if kind == 'retract' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], id, 'k', kind, 'n', ARGV[3], 'h', ARGV[4], 'p', ARGV[5],
     'f', ARGV[6], 'e', epoch, 't', ARGV[9])
   redis.call('HSET', KEYS[2], 'number', ARGV[10], 'hash', ARGV[5], 'offset', offset, 'epoch', epoch)
-  redis.call('HDEL', KEYS[2], 'parentHash')
+  redis.call('HDEL', KEYS[2], 'parentHash', 'header')
+else
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], id, 'k', kind, 'n', ARGV[3], 'h', ARGV[4], 'p', ARGV[5],
+    'f', ARGV[6], 'e', epoch, 't', ARGV[9], 'd', ARGV[11])
+  redis.call('HSET', KEYS[2], 'number', ARGV[10], 'hash', ARGV[4], 'parentHash', ARGV[5], 'offset', offset, 'epoch', epoch)
+  if kind == 'head' then redis.call('HSET', KEYS[2], 'header', '1') else redis.call('HDEL', KEYS[2], 'header') end
 end
 return {'ok', offset, epoch}
 `);
@@ -245,10 +269,11 @@ function parseEntry(raw: RawStreamEntry): StoredEntry {
   const kind = fieldText(raw, 'k');
   const appendedAt = Number(fieldText(raw, 't'));
   const epoch = fieldText(raw, 'e');
-  if (kind === 'add' || kind === 'start') {
+  if (kind === 'add' || kind === 'start' || kind === 'head') {
     const data = raw.message['d'];
     if (!Buffer.isBuffer(data)) throw new Error(`entry ${offset} (${kind}) has no block`);
-    return { epoch, entry: { kind: 'add', offset, appendedAt, block: packr.unpack(data) as ChainBlock } };
+    const block = packr.unpack(data) as ChainBlock;
+    return { epoch, entry: { kind: kind === 'head' ? 'head' : 'add', offset, appendedAt, block } };
   }
   if (kind !== 'retract') throw new Error(`entry ${offset} has an unknown kind ${JSON.stringify(kind)}`);
   const link: BlockLink = {
@@ -318,13 +343,17 @@ interface Backend {
 
 /**
  * The canonical tail of a chain's log: up to `count` links, oldest first, read backwards from the
- * newest entry; a retract entry removes the block below it (it always names the tip then).
+ * newest entry; a retract entry removes the block below it (it always names the tip then). A
+ * header (`head`) counts only through the `add` that completed it, right after it: one that was
+ * not completed was retracted, or is the tip, which the tail leaves out.
  */
 async function readTail(backend: Backend, key: string, count: number): Promise<BlockLink[]> {
   const links: BlockLink[] = [];
   const wanted = Math.min(Math.max(0, Math.floor(count)), backend.maxEntries);
-  // Each retract seen (walking backwards) cancels the next add seen.
+  // Each retract seen (walking backwards) cancels the next add (or uncompleted header) seen.
   let pendingRetracts = 0;
+  /** The entry seen just before (the next one in the log): the add that may complete a header. */
+  let newer: { kind: string; hash: string } | undefined;
   let end = '+';
   const maxPages = Math.ceil((2 * backend.maxEntries) / TAIL_PAGE_ENTRIES) + 2;
   for (let page = 0; page < maxPages && links.length < wanted; page++) {
@@ -334,15 +363,21 @@ async function readTail(backend: Backend, key: string, count: number): Promise<B
       `reading the tail of ${key}`,
     )) as unknown as RawStreamEntry[];
     for (const raw of entries) {
-      if (fieldText(raw, 'k') === 'retract') {
+      const kind = fieldText(raw, 'k');
+      const seen = newer;
+      newer = { kind, hash: fieldText(raw, 'h') };
+      if (kind === 'retract') {
         pendingRetracts++;
+      } else if (kind === 'head') {
+        const completed = seen !== undefined && seen.kind !== 'retract' && seen.hash === newer.hash;
+        if (!completed && pendingRetracts > 0) pendingRetracts--;
       } else if (pendingRetracts > 0) {
         pendingRetracts--;
       } else {
         const number = Number(fieldText(raw, 'n'));
         links.push({ number, hash: fieldText(raw, 'h') as Hex, parentHash: fieldText(raw, 'p') as Hex });
         // A block that started a new branch: nothing older is its ancestor.
-        if (links.length === wanted || fieldText(raw, 'k') === 'start') return links.reverse();
+        if (links.length === wanted || kind === 'start') return links.reverse();
       }
     }
     const last = entries.at(-1);
@@ -518,8 +553,8 @@ class RedisChainLease implements ChainLease {
     const chainId = this.#chainId;
     const kind = change.kind === 'add' && change.restart === true ? 'start' : change.kind;
     // A block's own link, or the link retracted; the tip after it is the block, or its parent.
-    const link: BlockLink = change.kind === 'add' ? change.block : change.link;
-    const tipNumber = change.kind === 'add' ? link.number : link.number - 1;
+    const link: BlockLink = change.kind === 'retract' ? change.link : change.block;
+    const tipNumber = change.kind === 'retract' ? link.number - 1 : link.number;
     const args = [
       this.#value,
       kind,
@@ -531,7 +566,7 @@ class RedisChainLease implements ChainLease {
       String(this.#backend.maxEntries),
       String(Date.now()),
       String(tipNumber),
-      ...(change.kind === 'add' ? [packr.pack(change.block)] : []),
+      ...(change.kind === 'retract' ? [] : [packr.pack(change.block)]),
     ];
     const reply = (await withTimeout(
       runScript(this.#backend.commands, APPEND, [this.#keys.lease, this.#keys.tip, this.#keys.log], args),
@@ -550,9 +585,9 @@ class RedisChainLease implements ChainLease {
   #conflict(change: LogAppend, tipNumber: string, tipHash: string): LogConflictError {
     const tip = tipHash === '' ? 'the log is empty' : `the log's tip is block ${tipNumber} (${tipHash})`;
     const what =
-      change.kind === 'add'
-        ? `block ${change.block.number} (${change.block.hash}) does not continue the tip`
-        : `the retraction of block ${change.link.number} (${change.link.hash}) does not name the tip`;
+      change.kind === 'retract'
+        ? `the retraction of block ${change.link.number} (${change.link.hash}) does not name the tip`
+        : `${change.kind === 'head' ? 'the header of ' : ''}block ${change.block.number} (${change.block.hash}) does not continue the tip`;
     return new LogConflictError(`chain ${this.#chainId}: ${what}: ${tip}`);
   }
 

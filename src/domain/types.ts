@@ -87,6 +87,14 @@ export interface ChainBlock {
    * (`ChainTx.internal`): set on every block of a chain whose node serves traces.
    */
   readonly traced?: boolean;
+  /**
+   * Only the block's header is known (the node announced it and ingest handed it over before its
+   * transactions, a `head` entry of the chain log): `transactions` is empty, `txCount` counts them.
+   * The whole block follows under the same hash, or the header is retracted.
+   */
+  readonly headerOnly?: true;
+  /** How many transactions the block has, where `transactions` does not hold them ({@link headerOnly}). */
+  readonly txCount?: number;
 }
 
 /** What a chain's node offers beyond blocks, as far as known (PROTOCOL.md `welcome.chains`). */

@@ -153,6 +153,16 @@ export function toChainBlock(chainId: number, block: RpcBlock, receipts: readonl
     }
     return typeof tx.hash === 'string' ? byHash.get(tx.hash.toLowerCase()) : undefined;
   };
+  return {
+    ...headerFields(chainId, block),
+    transactions: block.transactions.map((tx, i) => toChainTx(tx, receiptOf(tx, i))),
+    header: toHeader(block),
+    logs: toLogs(block.transactions, receiptOf),
+  };
+}
+
+/** The fields of a {@link ChainBlock} that its header gives, checked and converted. */
+function headerFields(chainId: number, block: Omit<RpcBlock, 'transactions'>) {
   const baseFeePerGas = optionalQuantity(block.baseFeePerGas, 'block.baseFeePerGas');
   return {
     chainId,
@@ -164,9 +174,30 @@ export function toChainBlock(chainId: number, block: RpcBlock, receipts: readonl
     gasUsed: quantity(block.gasUsed, 'block.gasUsed'),
     gasLimit: quantity(block.gasLimit, 'block.gasLimit'),
     ...(baseFeePerGas === undefined ? {} : { baseFeePerGas }),
-    transactions: block.transactions.map((tx, i) => toChainTx(tx, receiptOf(tx, i))),
-    header: toHeader(block),
-    logs: toLogs(block.transactions, receiptOf),
+  };
+}
+
+/** The root of an empty transaction trie: a header with it announces a block without transactions. */
+const EMPTY_TRIE_ROOT = '0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421';
+/** Transaction hashes a header may list, at most, to be taken as a count (a hostile node's array is bounded). */
+const MAX_LISTED_TRANSACTIONS = 1_000_000;
+
+/**
+ * A block as its header announces it (a `newHeads` notification, or `eth_getBlockByNumber(…,
+ * false)`): a {@link ChainBlock} with {@link ChainBlock.headerOnly} and its transaction count, or
+ * `undefined` when the header does not tell how many transactions the block has (geth's
+ * `newHeads` lists none: only an empty transaction root says). Throws fault `malformed` for a
+ * header field that is not what it must be.
+ */
+export function toChainHead(chainId: number, raw: Readonly<Record<string, unknown>>): ChainBlock | undefined {
+  const listed = raw['transactions'];
+  const txCount = Array.isArray(listed) ? listed.length : raw['transactionsRoot'] === EMPTY_TRIE_ROOT ? 0 : undefined;
+  if (txCount === undefined || txCount > MAX_LISTED_TRANSACTIONS) return undefined;
+  return {
+    ...headerFields(chainId, raw as unknown as Omit<RpcBlock, 'transactions'>),
+    transactions: [],
+    txCount,
+    headerOnly: true,
   };
 }
 

@@ -280,6 +280,47 @@ describe('watchChain', () => {
     await recorder.until(() => recorder.has(mined.hash), 'block', 5000);
   });
 
+  it('announces the header of the next block (with its transaction count) before the block, and passes it by when the node replaces that block', async () => {
+    const chain = new FakeChain({ height: 5, txsPerBlock: 3 });
+    const fake = await node(chain);
+    const recorder = new Recorder();
+    /** Sink calls in order: `head N hash` and `block N hash`. */
+    const calls: string[] = [];
+    const heads: ChainBlock[] = [];
+    const onBlock = recorder.options.onBlock;
+    await watch([fake.wsUrl], recorder, {
+      // Long enough that only newHeads wakes it at first; the failed round is tried again soon.
+      pollIntervalMs: 2_000,
+      onHead: async (head) => {
+        heads.push(head);
+        calls.push(`head ${head.number} ${head.hash}`);
+      },
+      onBlock: async (block) => {
+        calls.push(`block ${block.number} ${block.hash}`);
+        await onBlock(block);
+      },
+    });
+    await fake.waitForCalls('eth_subscribe', 1, { match: (p) => p[0] === 'newHeads' });
+    const mined = chain.mine();
+    await recorder.until(() => recorder.has(mined.hash), 'block 6', 5000);
+    expect(calls.slice(-2)).toEqual([`head 6 ${mined.hash}`, `block 6 ${mined.hash}`]);
+    expect(heads[0]).toMatchObject({ number: 6, hash: mined.hash, headerOnly: true, txCount: 3, transactions: [] });
+    expect(recorder.blocks.at(-1)?.transactions).toHaveLength(3);
+
+    // The node announces block 7, fails to give it, and then has another block 7 instead.
+    fake.inject({ method: 'eth_getBlockByHash', fault: { kind: 'error', code: -32000, message: 'not yet' } });
+    const announced = chain.mine();
+    await fake.waitForCalls('eth_getBlockByHash', 1, { match: (p) => p[0] === announced.hash });
+    // The header went to the sink in the same turn as that request.
+    expect(calls.at(-1)).toBe(`head 7 ${announced.hash}`);
+    chain.rewind(6);
+    const replacing = chain.mine();
+    await recorder.until(() => recorder.has(replacing.hash), 'the other block 7', 5000);
+    expect(recorder.has(announced.hash)).toBe(false);
+    expect(recorder.retracted).toEqual([]);
+    expect(calls.indexOf(`head 7 ${announced.hash}`)).toBeLessThan(calls.indexOf(`block 7 ${replacing.hash}`));
+  });
+
   it('never hands over a block whose number disagrees with its parent', async () => {
     const chain = new FakeChain({ height: 47 });
     const fake = await node(chain);

@@ -14,7 +14,7 @@ import {
 import type { BlockEnricher } from './enrichBlock.ts';
 import { type PlanLimits, type BlockRequest as PlannedBlock, planChain } from './planChain.ts';
 import { RpcPool } from './RpcPool.ts';
-import { type RpcBlock, type RpcReceipt, toChainBlock } from './toChainBlock.ts';
+import { type RpcBlock, type RpcReceipt, toChainBlock, toChainHead } from './toChainBlock.ts';
 
 /** Options of {@link watchChain}. */
 export interface WatchChainOptions {
@@ -59,6 +59,16 @@ export interface WatchChainOptions {
    * error ({@link onSinkError}): the round is tried again and the block handed over again.
    */
   readonly onBlock: (block: ChainBlock, restart: boolean) => void | Promise<void>;
+  /**
+   * The header of the next block, as soon as the node announced it (a `newHeads` notification or
+   * the `latest` header) and before the block is fetched: a {@link ChainBlock} with `headerOnly`,
+   * its transaction count and the finality tags as last read. Only for a header that continues
+   * the head and tells its transaction count. `onBlock` of the same hash follows, or, if the node's
+   * block turns out to be another, the next `onBlock` or `onRetract` passes it by (the sink
+   * retracts it then). Awaited before that next call; a failure is a sink error ({@link
+   * onSinkError}) and changes nothing else.
+   */
+  readonly onHead?: (head: ChainBlock) => void | Promise<void>;
   /**
    * A block that left the canonical chain, always the newest handed over and not yet retracted,
    * newest first, before the new branch's blocks. Awaited like `onBlock`: the head moves to the
@@ -135,9 +145,10 @@ interface BlockRequest {
   readonly txCount?: number;
 }
 
-/** The node's head, with its transaction count when the node listed them. */
+/** The node's head, with its transaction count when the node listed them, and the header as it came. */
 interface HeadHeader extends Header {
   readonly txCount?: number;
+  readonly raw?: Readonly<Record<string, unknown>>;
 }
 
 const DEFAULT_CHAIN_ID_CHECK_MS = 60_000;
@@ -175,7 +186,9 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   /** A wake that came while a round ran: the next round starts at once, not after the poll interval. */
   let wokenDuringRound = false;
   /** The newest header a `newHeads` notification announced, not yet used. */
-  let notified: Header | undefined;
+  let notified: HeadHeader | undefined;
+  /** The sink's call with the header of the block being fetched ({@link WatchChainOptions.onHead}). */
+  let announcing: Promise<void> | undefined;
   const pool = new RpcPool({
     urls: options.urls,
     requestTimeoutMs: options.requestTimeoutMs,
@@ -187,7 +200,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
       // `latest` first (it is checked as any answer, and used only if it continues our head).
       if (raw !== undefined) {
         try {
-          const header = toHeader(raw, 'newHeads');
+          const header = headHeader(toHeader(raw, 'newHeads'), raw);
           if (header.number > (notified?.number ?? -1)) notified = header;
         } catch {
           // A malformed notification only wakes the loop; `latest` is asked for as usual.
@@ -219,23 +232,23 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   /** The tags as last read, handed over with the next block. */
   let tags: Finality | undefined;
   /** A read of the tags in flight. */
-  let readingTags = false;
+  let readingTags: Promise<void> | undefined;
 
   /**
    * Reads the node's `safe` and `finalized` blocks after the requests already sent (they are
    * answered after them, so they never delay a block). A node that answers `null` or an error at
    * its first answer has no tags; later faults keep the last tags (finality never goes back).
    */
-  function readTags(): void {
-    if (tagsServed === false || readingTags) return;
-    readingTags = true;
+  function readTags(): Promise<void> {
+    if (tagsServed === false) return Promise.resolve();
+    if (readingTags !== undefined) return readingTags;
     // Until the node answered once, a refusal of the tags is what is asked, not a fault.
     const request = tagsServed === undefined ? pool.probe.bind(pool) : pool.send.bind(pool);
     const ask = (tag: 'safe' | 'finalized') =>
       request('eth_getBlockByNumber', [tag, false]).then((raw) =>
         raw === null ? null : toHeader(raw, `eth_getBlockByNumber(${tag})`),
       );
-    Promise.all([ask('safe'), ask('finalized')])
+    readingTags = Promise.all([ask('safe'), ask('finalized')])
       .then(([safe, finalized]) => {
         if (safe === null || finalized === null) {
           tagsServed ??= false;
@@ -255,8 +268,9 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
         }
       })
       .finally(() => {
-        readingTags = false;
+        readingTags = undefined;
       });
+    return readingTags;
   }
 
   async function askChainId(): Promise<number> {
@@ -351,9 +365,36 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   async function latestHeader(): Promise<HeadHeader> {
     const call = 'eth_getBlockByNumber(latest)';
     const raw = await pool.send('eth_getBlockByNumber', ['latest', false]);
-    const header = toHeader(raw, call);
-    const hashes = (raw as { transactions?: unknown }).transactions;
-    return Array.isArray(hashes) ? { ...header, txCount: hashes.length } : header;
+    return headHeader(toHeader(raw, call), raw);
+  }
+
+  /**
+   * Hands over the header of `target`, the next block, while the block is fetched: once the sink
+   * took it (or failed to), the next `onBlock` or `onRetract` may go. A header that does not say
+   * how many transactions its block has, or whose fields are malformed, is not announced (the
+   * block's own answer is checked and reported as usual).
+   */
+  function announce(target: HeadHeader): void {
+    const onHead = options.onHead;
+    if (onHead === undefined || target.raw === undefined) return;
+    let announced: ChainBlock | undefined;
+    try {
+      announced = toChainHead(chainId, target.raw);
+    } catch {
+      return;
+    }
+    if (announced === undefined || announced.hash !== target.hash) return;
+    const header = tags === undefined ? announced : { ...announced, finality: tags };
+    announcing = sink(`onHead(${header.number})`, () => onHead(header)).catch((error: unknown) =>
+      onSinkError(error instanceof SinkError ? error.cause : error),
+    );
+  }
+
+  /** Waits for the header being handed over, if any, before the next call of the sink. */
+  async function announced(): Promise<void> {
+    const pending = announcing;
+    announcing = undefined;
+    await pending;
   }
 
   /** Asks the endpoint in use for its chain id, when due, and refuses another chain's answers. */
@@ -429,6 +470,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   async function apply(fetched: ChainBlock): Promise<void> {
     const restart = held.length === 0;
     const block = tags === undefined ? fetched : { ...fetched, finality: tags };
+    await announced();
     await sink(`onBlock(${block.number})`, () => options.onBlock(block, restart));
     const link: Header = { number: block.number, hash: block.hash, parentHash: block.parentHash };
     held.push(link);
@@ -444,6 +486,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
    */
   async function retract(links: readonly BlockLink[], pastWindow: boolean): Promise<void> {
     if (links.length === 0) return;
+    await announced();
     for (const link of links) {
       if (held.at(-1)?.hash !== link.hash) {
         throw new Error(`watchChain: retraction of block ${link.number}, which is not the head ${head.number}`);
@@ -514,6 +557,8 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     for (let attempt = 0; attempt < options.urls.length; ) {
       try {
         await recheckChain(chainId);
+        // The first block carries the tags too: subscribers learn from it whether finality is served.
+        await readTags();
         await follow(await latestHeader(), false);
         return;
       } catch (error) {
@@ -544,7 +589,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   const tip = held.at(-1);
   if (tip === undefined) await startAtHead();
   else head = tip;
-  readTags();
+  void readTags();
 
   let lastHeadChangeAt = performance.now();
   let lastHeadHash = head.hash;
@@ -608,7 +653,9 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     // The tags are asked for once the new head's requests are on their way (the first step of
     // `follow` sends them before it awaits anything), so their answers come after the block's.
     const following = follow(target, false);
-    if (target.number > head.number) readTags();
+    // The node announced the next block: its header goes ahead while the block is fetched.
+    if (target.number === head.number + 1 && target.parentHash === head.hash) announce(target);
+    if (target.number > head.number) void readTags();
     await following;
   }
 
@@ -652,6 +699,13 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
       pool.close();
     },
   };
+}
+
+/** A header with what else its answer tells: its transaction count where listed, and the answer itself. */
+function headHeader(header: Header, raw: unknown): HeadHeader {
+  const hashes = (raw as { transactions?: unknown }).transactions;
+  const fields = raw as Readonly<Record<string, unknown>>;
+  return Array.isArray(hashes) ? { ...header, txCount: hashes.length, raw: fields } : { ...header, raw: fields };
 }
 
 /** The later of a tag as held and as read again: finality never goes back. */
