@@ -170,7 +170,7 @@ function ingestReports(
         for (const reason of RPC_FAULTS) metrics.rpcFaults.inc({ chain, endpoint, reason }, 0);
       }
       for (const { endpoint, reason } of earlyFaults.splice(0)) metrics.rpcFaults.inc({ chain, endpoint, reason });
-      for (const kind of ['add', 'retract']) metrics.logAppends.inc({ chain, kind }, 0);
+      for (const kind of ['add', 'head', 'retract']) metrics.logAppends.inc({ chain, kind }, 0);
     },
   };
 }
@@ -271,6 +271,10 @@ export async function leadChain(source: ChainSource, deps: LeadChainDeps): Promi
           const labels = { chain: String(block.chainId) };
           metrics.logAppends.inc({ ...labels, kind: 'add' });
           metrics.blocksIngested.inc(labels);
+        },
+        onHead: async (head) => {
+          await (writer as ChainLogWriter).append({ kind: 'head', block: head });
+          metrics.logAppends.inc({ chain: String(head.chainId), kind: 'head' });
         },
         onRetract: async (link) => {
           await (writer as ChainLogWriter).append({ kind: 'retract', link });
@@ -461,6 +465,8 @@ export async function serveChain<O extends Peer>(
     metrics.messagesSent.inc({ channel: 'activity' }, sent.activityMessages);
     metrics.bytesSent.inc({ channel: 'blocks' }, sent.blockBytes);
     metrics.bytesSent.inc({ channel: 'activity' }, sent.activityBytes);
+    metrics.messagesSent.inc({ channel: 'finality' }, sent.finalityMessages);
+    metrics.bytesSent.inc({ channel: 'finality' }, sent.finalityBytes);
     deps.observe?.(sent, seconds, kind);
   };
   const feed = new ChainFeed(chainId, new ChainHistory(config.historyWindowBlocks), fanout, index, observe);
@@ -486,7 +492,10 @@ export async function serveChain<O extends Peer>(
     if (entry.appendedAt !== undefined)
       metrics.logDelay.observe({ chain }, Math.max(0, Date.now() - entry.appendedAt) / 1000);
     try {
-      if (entry.kind === 'add') {
+      if (entry.kind === 'head') {
+        // Only the header: `blocks` subscriptions without transactions get it now, the rest with the block.
+        feed.apply(entry.block);
+      } else if (entry.kind === 'add') {
         const { block } = entry;
         metrics.headNumber.set({ chain }, block.number);
         metrics.headTimestamp.set({ chain }, block.timestamp);
@@ -498,7 +507,8 @@ export async function serveChain<O extends Peer>(
       } else {
         feed.retract(entry.link);
         const block = feed.history.byHash(entry.link.hash)?.block;
-        if (block !== undefined) for (const listener of listeners) listener.retract(block);
+        // A header taken back was never handed to the listeners (they get whole blocks).
+        if (block !== undefined && block.headerOnly !== true) for (const listener of listeners) listener.retract(block);
       }
     } catch (error) {
       metrics.fanoutErrors.inc({ chain });

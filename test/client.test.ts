@@ -101,11 +101,16 @@ class App {
     );
   }
 
-  /** Waits until the `blocks` subscription delivered a block with this hash. */
+  /**
+   * Waits until the `blocks` subscription delivered a block with this hash and the `activity`
+   * subscription its activity (a plain block comes from its header, ahead of the activity).
+   */
   holds(hash: string, timeoutMs = 20_000): Promise<void> {
     return this.waiter.until(
-      () => this.blocks.some((m) => m.type === 'block' && m.hash === hash),
-      () => `block ${hash}; last: ${JSON.stringify(this.blocks.at(-1))}`,
+      () =>
+        this.blocks.some((m) => m.type === 'block' && m.hash === hash) &&
+        this.activity.some((m) => m.type === 'activity' && m.block.hash === hash),
+      () => `block ${hash} and its activity; last: ${JSON.stringify(this.blocks.at(-1))}`,
       timeoutMs,
     );
   }
@@ -540,7 +545,7 @@ describe('the client SDK away for longer than the replay window', () => {
       await app.holds(await mineActive(3));
       // A client straight to the gateway shows when it has applied what was mined meanwhile.
       const probe = await TestClient.connect(gateway.url, 'json');
-      const probeSub = await probe.subscribe({ channel: 'blocks' });
+      const probeSub = await probe.subscribe({ channel: 'blocks', full: true });
       await proxy.cut();
       await app.status('closed', 1);
       const away = await mineActive(20);
@@ -627,7 +632,7 @@ describe('the client SDK changing the watched addresses in place', () => {
     let mined = 0;
     // Straight to the gateway: tells when it has taken in what was mined while the app was away.
     const probe = await TestClient.connect(gateway.url, 'json');
-    const probeSub = await probe.subscribe({ channel: 'blocks' });
+    const probeSub = await probe.subscribe({ channel: 'blocks', full: true });
     try {
       await waiter.until(
         () => activity.some((m) => m.type === 'subscribed'),

@@ -21,7 +21,7 @@ describe('confirmations', () => {
     chain = new TestChain(anvil.httpUrl);
     x = chain.address(0);
     client = await TestClient.connect(gateway.url, 'json');
-    barrier = await client.subscribe({ channel: 'blocks' });
+    barrier = await client.subscribe({ channel: 'blocks', full: true });
     confirmed = await client.subscribe({ channel: 'activity', addresses: [x], confirmations: 3 });
     confirmedBlocks = await client.subscribe({ channel: 'blocks', confirmations: 3 });
   });
@@ -35,8 +35,9 @@ describe('confirmations', () => {
 
   /**
    * Mines a block and waits until the client has everything the gateway sent for it: the
-   * head-level `blocks` message shows the block was applied (all depths are sent in that one
-   * synchronous step), and a ping answered after it shows every earlier frame has arrived.
+   * head-level `blocks` message with transactions shows the whole block was applied (all depths
+   * are sent in that one synchronous step), and a ping answered after it shows every earlier
+   * frame has arrived.
    */
   async function mine(): Promise<number> {
     const number = await chain.mine();

@@ -35,7 +35,7 @@ describe('finality on anvil (safe and finalized tags, 2 slots an epoch)', () => 
     // The gateway learns the tags with the blocks it follows: mine until a client is told.
     for (let i = 0; i < 3; i++) await chain.mine();
     client = await TestClient.connect(gateway.url, 'json');
-    barrier = await client.subscribe({ channel: 'blocks' });
+    barrier = await client.subscribe({ channel: 'blocks', full: true });
     for (let i = 0; i < 20; i++) {
       const probe = await TestClient.connect(gateway.url, 'json');
       welcome = probe.messages[0] as Message;
@@ -58,7 +58,7 @@ describe('finality on anvil (safe and finalized tags, 2 slots an epoch)', () => 
 
   /**
    * Mines a block and waits until the client has everything the gateway sent for it: the
-   * head-level `blocks` message shows it was applied (every depth is sent in that one step,
+   * head-level `blocks` message with transactions shows the whole block was applied (every depth is sent in that one step,
    * with the tags the gateway read before it), and a ping answered after it shows every earlier
    * frame arrived.
    */
@@ -200,6 +200,30 @@ describe('finality on anvil (safe and finalized tags, 2 slots an epoch)', () => 
       expect(blocks[i]?.['parentHash']).toBe(blocks[i - 1]?.['hash']);
     }
     expect(numbers.at(-1)).toBeLessThanOrEqual((await tag('finalized')).number);
+  });
+});
+
+describe('finality from the first block', () => {
+  it('is in welcome as soon as a fresh gateway serves: its first block carries the tags', async () => {
+    const anvil = await startAnvil({ noMining: true, slotsInAnEpoch: SLOTS_IN_AN_EPOCH });
+    try {
+      for (let i = 0; i < 6; i++) await rpc(anvil.httpUrl, 'evm_mine');
+      const gateway = await startGateway(['--rpc', anvil.wsUrl, '--poll-interval-ms', '60000']);
+      try {
+        const client = await TestClient.connect(gateway.url, 'json');
+        const welcome = client.messages[0] as Message;
+        client.close();
+        expect((welcome['chains'] as unknown[])[0]).toMatchObject({
+          chainId: 31_337,
+          head: { number: 6 },
+          finality: true,
+        });
+      } finally {
+        await gateway.stop();
+      }
+    } finally {
+      await anvil.close();
+    }
   });
 });
 

@@ -29,7 +29,7 @@ describe('reorgs', () => {
     fullSub = await blocksClient.subscribe({ channel: 'blocks', full: true });
     activityClient = await TestClient.connect(gateway.url, 'msgpack');
     activitySub = await activityClient.subscribe({ channel: 'activity', addresses: watched });
-    barrierSub = await activityClient.subscribe({ channel: 'blocks' });
+    barrierSub = await activityClient.subscribe({ channel: 'blocks', full: true });
     firstHeight = Number(await rpc<string>(anvil.httpUrl, 'eth_blockNumber')) + 1;
   });
 

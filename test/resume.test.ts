@@ -45,7 +45,7 @@ describe('resume from a cursor', () => {
 
   async function probe(): Promise<{ client: TestClient; sub: string }> {
     const client = await TestClient.connect(gateway.url, 'json');
-    return { client, sub: await client.subscribe({ channel: 'blocks' }) };
+    return { client, sub: await client.subscribe({ channel: 'blocks', full: true }) };
   }
 
   it('replays the blocks and activity missed while away, then goes live', async () => {

@@ -9,6 +9,8 @@ import { Fanout } from './Fanout.ts';
 interface Owner {
   readonly encoding: 'json';
   readonly frames: Array<{ type: string; sub: string; number: number; hash: string }>;
+  /** Frames per write to the connection, in order. */
+  readonly writes?: number[];
 }
 
 const CHAIN = 7;
@@ -34,6 +36,7 @@ function block(n: number, branch = 'aa', parentBranch = branch): ChainBlock {
 function setup() {
   const index = new SubscriptionIndex<Owner>();
   const deliver = (owner: Owner, frames: readonly Frame[]) => {
+    owner.writes?.push(frames.length);
     for (const frame of frames) {
       const m = JSON.parse(frame as string);
       const at = m.number === undefined ? (m.block ?? m.finalized) : m;
@@ -42,7 +45,7 @@ function setup() {
   };
   const feed = new ChainFeed(CHAIN, new ChainHistory(16), new Fanout(index, deliver), index);
   feed.history.apply(block(0));
-  const owner: Owner = { encoding: 'json', frames: [] };
+  const owner: Owner = { encoding: 'json', frames: [], writes: [] };
   const head = index.add(owner, 'head', CHAIN, { channel: 'blocks', full: false, fullInput: false });
   const deep = index.add(owner, 'deep', CHAIN, { channel: 'blocks', full: false, fullInput: false, confirmations: 3 });
   const seen = (sid: string) =>
@@ -158,5 +161,59 @@ describe('ChainFeed', () => {
     index.add(owner, 'two', CHAIN, { channel: 'blocks', full: false, fullInput: false, confirmations: 2 });
     feed.apply(block(7));
     expect(seen('two')).toEqual(['+6aa']);
+  });
+});
+
+describe('ChainFeed: blocks from their header', () => {
+  const header = (n: number, branch = 'aa', parentBranch = branch): ChainBlock => ({
+    ...block(n, branch, parentBranch),
+    headerOnly: true,
+    txCount: 2,
+  });
+
+  it('sends a plain subscription the block from its header, the others with the whole block, nobody twice', () => {
+    const { feed, index, owner, head, seen } = setup();
+    const full = index.add(owner, 'full', CHAIN, { channel: 'blocks', full: true, fullInput: false });
+    index.add(owner, 'one', CHAIN, { channel: 'blocks', full: false, fullInput: false, confirmations: 1 });
+    feed.apply(header(1));
+    expect(seen('head')).toEqual(['+1aa']);
+    expect(seen('one')).toEqual(['+1aa']);
+    expect(seen('full')).toEqual([]);
+    // The cursor of a plain subscription is at the header; a full one's stays at the whole head.
+    expect(feed.position(head)).toMatch(/^7:1:/);
+    expect(feed.position(full)).toMatch(/^7:0:/);
+    feed.apply(block(1));
+    expect(seen('head')).toEqual(['+1aa']);
+    expect(seen('full')).toEqual(['+1aa']);
+    // A whole block without a header first reaches every depth at once.
+    feed.apply(block(2));
+    expect(seen('head')).toEqual(['+1aa', '+2aa']);
+    expect(seen('full')).toEqual(['+1aa', '+2aa']);
+    expect(seen('deep')).toEqual(['+0aa']);
+  });
+
+  it('takes a header back with removed for those it was sent to, and goes on with the block that replaced it', () => {
+    const { feed, index, owner, seen } = setup();
+    index.add(owner, 'full', CHAIN, { channel: 'blocks', full: true, fullInput: false });
+    feed.apply(block(1));
+    feed.apply(header(2));
+    feed.retract(header(2));
+    feed.apply(block(2, 'bb', 'aa'));
+    expect(seen('head')).toEqual(['+1aa', '+2aa', '-2aa', '+2bb']);
+    expect(seen('full')).toEqual(['+1aa', '+2bb']);
+    expect(feed.history.head?.hash).toBe(hash(2, 'bb'));
+  });
+});
+
+describe('ChainFeed: one write per connection per block', () => {
+  it('writes a block at every depth and the finality message it brought in one go', () => {
+    const { feed, index, owner } = setup();
+    index.add(owner, 'full', CHAIN, { channel: 'blocks', full: true, fullInput: false });
+    for (let n = 1; n <= 6; n++) feed.apply(tagged(n));
+    // Plain, full and (from block 2, whose third confirmation block 0 then has) the deep block;
+    // a finality message to each of the three where the finalized block moved: to 0 with block 1,
+    // to 1 with block 5, to 2 with block 6.
+    expect(owner.writes).toEqual([5, 3, 3, 3, 6, 6]);
+    expect(owner.frames.filter((f) => f.type === 'finality')).toHaveLength(9);
   });
 });

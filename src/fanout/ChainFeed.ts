@@ -1,9 +1,15 @@
 import type { ChainHistory } from '../chainlog/ChainHistory.ts';
 import { type CursorPosition, toCursor } from '../domain/cursor.ts';
 import type { BlockRef, ChainBlock, ChainFeatures, Finality } from '../domain/types.ts';
-import { deliveryDepth, SAFE_DEPTH, type Subscription, type SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import {
+  deliveryDepth,
+  HEADER_DEPTH,
+  SAFE_DEPTH,
+  type Subscription,
+  type SubscriptionIndex,
+} from '../index/SubscriptionIndex.ts';
 import { DeliveryLedger } from './DeliveryLedger.ts';
-import type { Fanout, FanoutResult, Peer } from './Fanout.ts';
+import type { BlockPass, Fanout, FanoutResult, FinalityMove, Peer } from './Fanout.ts';
 import { ResumeJob } from './ResumeJob.ts';
 
 /** Called after each fan-out pass with what it sent and how long it took, in seconds. */
@@ -13,9 +19,10 @@ export type FanoutObserver = (result: FanoutResult, seconds: number, kind: 'publ
  * The canonical stream of one chain as subscribers see it: applies ingest's blocks and
  * retractions to the chain's history and drives fan-out for every confirmation depth in use.
  * A subscription of depth N gets block b once the head reaches b + N - 1; one waiting for a
- * finality tag gets it once the node's tag (as ingest read it with a later block) reached b. A
- * block retracted before that is never delivered to it; one retracted after gets `removed`.
- * What each subscription was sent is this chain's own ledger.
+ * finality tag gets it once the node's tag (as ingest read it with a later block) reached b; a
+ * `blocks` subscription without transactions at the head ({@link HEADER_DEPTH}) gets it from its
+ * header, as soon as ingest announced it. A block retracted before that is never delivered to it;
+ * one retracted after gets `removed`. What each subscription was sent is this chain's own ledger.
  */
 export class ChainFeed<O extends Peer> {
   readonly chainId: number;
@@ -45,12 +52,9 @@ export class ChainFeed<O extends Peer> {
     this.ledger = new DeliveryLedger(history.windowBlocks);
   }
 
-  #run(kind: 'publish' | 'retract', block: ChainBlock, depth: number): void {
+  #run(kind: 'publish' | 'retract', pass: () => FanoutResult): void {
     const started = performance.now();
-    const result =
-      kind === 'publish'
-        ? this.#fanout.publishBlock(block, depth, this.ledger)
-        : this.#fanout.retractBlock(block, depth, this.ledger);
+    const result = pass();
     this.#observe?.(result, (performance.now() - started) / 1000, kind);
   }
 
@@ -60,7 +64,7 @@ export class ChainFeed<O extends Peer> {
    * further, as an L2 following its L1's, cannot be served from this window).
    */
   features(): ChainFeatures {
-    const head = this.history.head;
+    const head = this.#wholeHead();
     const internal = head === undefined ? undefined : head.traced === true;
     const finality = this.#finality;
     if (head === undefined) return { finality: undefined, internal };
@@ -81,35 +85,52 @@ export class ChainFeed<O extends Peer> {
     return this.#finality;
   }
 
-  /** A new canonical block: record it, then deliver every block that reached its depth. */
+  /** The newest canonical block held whole (the head, unless only its header is in yet). */
+  #wholeHead(): ChainBlock | undefined {
+    const head = this.history.head;
+    return head?.headerOnly === true ? this.history.at(head.number - 1) : head;
+  }
+
+  /**
+   * A new canonical block, or the header of one (`headerOnly`): record it, then deliver every
+   * block that reached its depth. A header reaches only {@link HEADER_DEPTH}; its block (the same
+   * hash) follows and reaches the rest, or a retraction takes the header back.
+   */
   apply(block: ChainBlock): void {
     this.history.apply(block);
+    const whole = block.headerOnly !== true;
     const finalizedBefore = this.#finality?.finalized.number;
     this.#noteFinality(block.finality);
     const depths = this.#index.confirmationDepths(this.chainId);
     for (const depth of this.#delivered.keys()) if (!depths.includes(depth)) this.#delivered.delete(depth);
+    const passes: BlockPass[] = [];
     for (const depth of depths) {
+      if (!whole && depth !== HEADER_DEPTH) continue;
       const target = this.#reached(depth, block);
       if (target === undefined) continue;
       // A depth new in use starts with the block that just reached it, never older ones.
       const from = (this.#delivered.get(depth) ?? target - 1) + 1;
       for (let n = from; n <= target; n++) {
         const confirmed = this.history.at(n);
-        if (confirmed !== undefined) this.#run('publish', confirmed, depth);
+        if (confirmed !== undefined) passes.push({ block: confirmed, depth });
       }
       if (target >= from - 1) this.#delivered.set(depth, target);
     }
     const finality = this.#finality;
     // A chain whose finality lags past the window has it off (`features`): no messages either.
+    let move: FinalityMove<O> | undefined;
     if (
       finality !== undefined &&
       finality.finalized.number !== finalizedBefore &&
       block.number - finality.finalized.number < this.history.windowBlocks
     ) {
       const from = Math.max(finalizedBefore ?? -1, block.number - this.history.windowBlocks) + 1;
-      this.#fanout.publishFinality(this.chainId, finality, this.#sentActivity(from, finality.finalized.number));
+      move = { chainId: this.chainId, finality, sentActivity: this.#sentActivity(from, finality.finalized.number) };
     }
-    this.ledger.trim(block.number);
+    // Every depth and the finality message in one pass: one write per connection for the block.
+    if (passes.length > 0 || move !== undefined)
+      this.#run('publish', () => this.#fanout.publish(passes, this.ledger, move));
+    if (whole) this.ledger.trim(block.number);
   }
 
   /** The subscriptions that were sent activity for a block numbered `from` to `to` (canonical, held). */
@@ -137,11 +158,12 @@ export class ChainFeed<O extends Peer> {
   }
 
   /**
-   * The newest block that has reached `depth` now that `head` is the head: `head - depth + 1`
-   * for confirmations, the tag's block (never above the head) for finality; `undefined` when the
-   * tag is not known.
+   * The newest block that has reached `depth` now that `head` is the head (whole, but for
+   * {@link HEADER_DEPTH}): `head - depth + 1` for confirmations, the tag's block (never above the
+   * head) for finality; `undefined` when the tag is not known.
    */
   #reached(depth: number, head: BlockRef): number | undefined {
+    if (depth === HEADER_DEPTH) return head.number;
     if (depth >= 0) return head.number - Math.max(depth, 1) + 1;
     const finality = this.#finality;
     if (finality === undefined) return undefined;
@@ -187,7 +209,7 @@ export class ChainFeed<O extends Peer> {
 
   /** The number of the last block sent at a confirmation depth (or that would have been). */
   #through(depth: number): number | undefined {
-    const head = this.history.head;
+    const head = depth === HEADER_DEPTH ? this.history.head : this.#wholeHead();
     return this.#delivered.get(depth) ?? (head === undefined ? undefined : this.#reached(depth, head));
   }
 
@@ -204,7 +226,7 @@ export class ChainFeed<O extends Peer> {
     if (block === undefined) return;
     for (const [depth, through] of this.#delivered) {
       if (block.number > through) continue;
-      this.#run('retract', block, depth);
+      this.#run('retract', () => this.#fanout.retractBlock(block, depth, this.ledger));
       this.#delivered.set(depth, block.number - 1);
     }
   }

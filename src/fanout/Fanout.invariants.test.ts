@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { blockActivity } from '../domain/events.ts';
 import type { ChainBlock, ChainTx, Erc20TransferEvent, EventKind, Hex } from '../domain/types.ts';
-import { type Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import { HEADER_DEPTH, type Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
 import { DeliveryLedger } from './DeliveryLedger.ts';
 import { type Encoding, type Frame, unpack } from './encode.ts';
 import { Fanout } from './Fanout.ts';
+
+/** The delivery depths of a block at the head: plain blocks (from the header), then everything else. */
+const AT_HEAD = [HEADER_DEPTH, 0];
 
 interface Owner {
   readonly name: string;
@@ -126,7 +129,7 @@ describe('Fanout.publishBlock invariants', () => {
     for (let number = 1; number <= 40; number++) {
       calls = [];
       const block = randomBlock(number, next, universe);
-      const result = fanout.publishBlock(block, 0, LEDGER);
+      const result = fanout.publishBlock(block, AT_HEAD, LEDGER);
 
       const owners = calls.map((call) => call.owner);
       expect(new Set(owners).size).toBe(owners.length);
@@ -173,7 +176,7 @@ describe('Fanout.publishBlock invariants', () => {
     }
     const got = new Map<Owner, Message[]>();
     const fanout = new Fanout<Owner>(index, (owner, frames) => got.set(owner, frames.map(decode)));
-    fanout.publishBlock(randomBlock(7, random(1), 10), 0, LEDGER);
+    fanout.publishBlock(randomBlock(7, random(1), 10), AT_HEAD, LEDGER);
     for (const [i, owner] of owners.entries()) {
       const blocks = (got.get(owner) ?? []).filter((m) => m['type'] === 'block');
       expect(blocks.map((m) => m['sub'])).toEqual([`s${(i % 2) + 1}`]);
@@ -196,7 +199,7 @@ describe('Fanout.publishBlock invariants', () => {
     const block = randomBlock(9, random(3), 1000);
     const tx = { ...(block.transactions[0] as ChainTx), from: watched, to: address(8) };
     const { transfers: _none, ...plain } = tx;
-    fanout.publishBlock({ ...block, transactions: [plain] }, 0, LEDGER);
+    fanout.publishBlock({ ...block, transactions: [plain] }, AT_HEAD, LEDGER);
     for (const { owner, sid } of owners) {
       const activity = (got.get(owner) ?? []).filter((m) => m['type'] === 'activity');
       expect(activity.map((m) => m['sub'])).toEqual([sid]);

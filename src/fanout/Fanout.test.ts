@@ -1,10 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { toCursor } from '../domain/cursor.ts';
 import type { ChainBlock, ChainTx, EventKind, Hex } from '../domain/types.ts';
-import { type Subscription, type SubscriptionFilter, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import {
+  HEADER_DEPTH,
+  type Subscription,
+  type SubscriptionFilter,
+  SubscriptionIndex,
+} from '../index/SubscriptionIndex.ts';
 import { DeliveryLedger } from './DeliveryLedger.ts';
 import { type Encoding, type Frame, unpack } from './encode.ts';
 import { Fanout } from './Fanout.ts';
+
+/** The delivery depths of a block at the head: plain blocks (from the header), then everything else. */
+const AT_HEAD = [HEADER_DEPTH, 0];
 
 interface Owner {
   readonly encoding: Encoding;
@@ -96,7 +104,7 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 's1', CHAIN, ACTIVITY, [ALICE, BOB]);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), AT_HEAD, LEDGER);
     const messages = received(owner);
     expect(messages).toHaveLength(1);
     expect(messages[0]?.['events']).toHaveLength(1);
@@ -109,7 +117,7 @@ describe('Fanout.publishBlock: activity', () => {
     index.add(owner, 's1', CHAIN, ACTIVITY, [ALICE]);
     fanout.publishBlock(
       block([tx(0, ALICE, BOB), tx(1, CAROL, ALICE), tx(2, BOB, CAROL), tx(3, ALICE, ALICE)]),
-      0,
+      AT_HEAD,
       LEDGER,
     );
     const messages = received(owner);
@@ -123,7 +131,7 @@ describe('Fanout.publishBlock: activity', () => {
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 's7', CHAIN, ACTIVITY, [BOB]);
     const b = block([tx(0, ALICE, BOB, { status: 0 })]);
-    fanout.publishBlock(b, 0, LEDGER);
+    fanout.publishBlock(b, AT_HEAD, LEDGER);
     expect(received(owner)).toStrictEqual([
       {
         type: 'activity',
@@ -152,7 +160,7 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 's1', CHAIN, ACTIVITY, [DAVE, BOB, ALICE]);
-    fanout.publishBlock(block([tx(0, ALICE, CAROL), tx(1, CAROL, BOB), tx(2, DAVE, CAROL)]), 0, LEDGER);
+    fanout.publishBlock(block([tx(0, ALICE, CAROL), tx(1, CAROL, BOB), tx(2, DAVE, CAROL)]), AT_HEAD, LEDGER);
     const events = received(owner)[0]?.['events'] as Array<{ txIndex: number }>;
     expect(events.map((e) => e.txIndex)).toEqual([0, 1, 2]);
   });
@@ -163,7 +171,7 @@ describe('Fanout.publishBlock: activity', () => {
     const bystander: Owner = { encoding: 'msgpack' };
     index.add(watcher, 's1', CHAIN, ACTIVITY, [ALICE]);
     index.add(bystander, 's1', CHAIN, ACTIVITY, [DAVE]);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), AT_HEAD, LEDGER);
     expect(calls.map((call) => call.owner)).toEqual([watcher]);
     expect(result.connections).toBe(1);
   });
@@ -172,9 +180,17 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, calls } = setup();
     index.add({ encoding: 'json' }, 's1', CHAIN + 1, ACTIVITY, [ALICE]);
     index.add({ encoding: 'json' }, 's2', CHAIN + 1, BLOCKS);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), AT_HEAD, LEDGER);
     expect(calls).toEqual([]);
-    expect(result).toEqual({ blockMessages: 0, activityMessages: 0, blockBytes: 0, activityBytes: 0, connections: 0 });
+    expect(result).toEqual({
+      blockMessages: 0,
+      activityMessages: 0,
+      blockBytes: 0,
+      activityBytes: 0,
+      finalityMessages: 0,
+      finalityBytes: 0,
+      connections: 0,
+    });
   });
 
   it('sends nothing to an activity subscription whose kinds leave out tx', () => {
@@ -182,7 +198,7 @@ describe('Fanout.publishBlock: activity', () => {
     index.add({ encoding: 'json' }, 's1', CHAIN, { channel: 'activity', kinds: new Set<EventKind>(['erc20']) }, [
       ALICE,
     ]);
-    fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
+    fanout.publishBlock(block([tx(0, ALICE, BOB)]), AT_HEAD, LEDGER);
     expect(calls).toEqual([]);
   });
 
@@ -190,7 +206,7 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'msgpack' };
     index.add(owner, 's1', CHAIN, ACTIVITY, [CREATED]);
-    fanout.publishBlock(block([tx(0, ALICE, null, { contractAddress: CREATED, input: LONG_INPUT })]), 0, LEDGER);
+    fanout.publishBlock(block([tx(0, ALICE, null, { contractAddress: CREATED, input: LONG_INPUT })]), AT_HEAD, LEDGER);
     const events = received(owner)[0]?.['events'];
     expect(events).toStrictEqual([
       {
@@ -212,7 +228,7 @@ describe('Fanout.publishBlock: activity', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 's1', CHAIN, ACTIVITY, [ALICE, CREATED]);
-    fanout.publishBlock(block([tx(0, ALICE, null, { contractAddress: CREATED })]), 0, LEDGER);
+    fanout.publishBlock(block([tx(0, ALICE, null, { contractAddress: CREATED })]), AT_HEAD, LEDGER);
     expect(received(owner)[0]?.['events']).toHaveLength(1);
   });
 
@@ -222,7 +238,7 @@ describe('Fanout.publishBlock: activity', () => {
     const two: Owner = { encoding: 'msgpack' };
     index.add(one, 's1', CHAIN, ACTIVITY, [ALICE]);
     index.add(two, 's1', CHAIN, ACTIVITY, [BOB]);
-    fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
+    fanout.publishBlock(block([tx(0, ALICE, BOB)]), AT_HEAD, LEDGER);
     expect(received(one)).toHaveLength(1);
     expect(received(two)).toHaveLength(1);
   });
@@ -234,7 +250,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 'b1', CHAIN, BLOCKS);
     const b = block([tx(0, ALICE, BOB), tx(1, BOB, ALICE)]);
-    fanout.publishBlock(b, 0, LEDGER);
+    fanout.publishBlock(b, AT_HEAD, LEDGER);
     expect(received(owner)).toStrictEqual([
       {
         type: 'block',
@@ -259,7 +275,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const owner: Owner = { encoding: 'msgpack' };
     index.add(owner, 'b1', CHAIN, BLOCKS);
     const { baseFeePerGas: _, ...legacy } = block([]);
-    fanout.publishBlock(legacy, 0, LEDGER);
+    fanout.publishBlock(legacy, AT_HEAD, LEDGER);
     expect(received(owner)[0]).not.toHaveProperty('baseFeePerGas');
   });
 
@@ -267,7 +283,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 'b1', CHAIN, FULL);
-    fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT }), tx(1, BOB, ALICE)]), 0, LEDGER);
+    fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT }), tx(1, BOB, ALICE)]), AT_HEAD, LEDGER);
     const transactions = received(owner)[0]?.['transactions'] as Array<Record<string, unknown>>;
     expect(transactions).toHaveLength(2);
     expect(transactions[0]?.['input']).toBe('0xa9059cbb');
@@ -291,7 +307,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'msgpack' };
     index.add(owner, 'b1', CHAIN, FULL_INPUT);
-    fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT })]), 0, LEDGER);
+    fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT })]), AT_HEAD, LEDGER);
     const transactions = received(owner)[0]?.['transactions'] as Array<Record<string, unknown>>;
     expect(transactions[0]?.['input']).toBe(LONG_INPUT);
   });
@@ -305,7 +321,7 @@ describe('Fanout.publishBlock: blocks', () => {
     index.add(full, 'b1', CHAIN, FULL);
     index.add(fullInput, 'b1', CHAIN, FULL_INPUT);
     index.add({ encoding: 'json' }, 'b2', CHAIN, BLOCKS);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT })]), 0, LEDGER);
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB, { input: LONG_INPUT })]), AT_HEAD, LEDGER);
     expect(received(plain)[0]).not.toHaveProperty('transactions');
     const cut = received(full)[0]?.['transactions'] as Array<Record<string, unknown>>;
     const whole = received(fullInput)[0]?.['transactions'] as Array<Record<string, unknown>>;
@@ -318,7 +334,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'json' };
     index.add(owner, 'b1', CHAIN, { channel: 'blocks', full: false, fullInput: true });
-    fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
+    fanout.publishBlock(block([tx(0, ALICE, BOB)]), AT_HEAD, LEDGER);
     expect(received(owner)[0]).not.toHaveProperty('transactions');
   });
 
@@ -326,7 +342,7 @@ describe('Fanout.publishBlock: blocks', () => {
     const { index, fanout, received } = setup();
     const owner: Owner = { encoding: 'msgpack' };
     index.add(owner, 'b1', CHAIN, FULL);
-    fanout.publishBlock(block([]), 0, LEDGER);
+    fanout.publishBlock(block([]), AT_HEAD, LEDGER);
     expect(received(owner)[0]).toMatchObject({ txCount: 0, transactions: [] });
   });
 });
@@ -339,7 +355,7 @@ describe('Fanout.publishBlock: per connection', () => {
     index.add(owner, 'a1', CHAIN, ACTIVITY, [ALICE]);
     index.add(owner, 'a2', CHAIN, ACTIVITY, [BOB]);
     index.add(owner, 'a3', CHAIN, ACTIVITY, [DAVE]);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), AT_HEAD, LEDGER);
     expect(calls).toHaveLength(1);
     expect(calls[0]?.owner).toBe(owner);
     expect(calls[0]?.frames.map((frame) => decode(frame)['sub'])).toEqual(['b1', 'a1', 'a2']);
@@ -353,7 +369,7 @@ describe('Fanout.publishBlock: per connection', () => {
     index.add(one, 'b1', CHAIN, BLOCKS);
     index.add(two, 'a1', CHAIN, ACTIVITY, [ALICE]);
     index.add(one, 'a1', CHAIN, ACTIVITY, [BOB]);
-    fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
+    fanout.publishBlock(block([tx(0, ALICE, BOB)]), AT_HEAD, LEDGER);
     expect(calls.map((call) => call.owner)).toEqual([one, two]);
     expect(calls[0]?.frames).toHaveLength(2);
   });
@@ -364,7 +380,7 @@ describe('Fanout.publishBlock: per connection', () => {
     index.add(owner, 'b1', CHAIN, FULL);
     index.add(owner, 'a1', CHAIN, ACTIVITY, [ALICE]);
     const b = block([tx(0, ALICE, BOB)]);
-    fanout.publishBlock(b, 0, LEDGER);
+    fanout.publishBlock(b, AT_HEAD, LEDGER);
     const cursors = received(owner).map((message) => message['cursor']);
     expect(cursors).toEqual([toCursor(CHAIN, b), toCursor(CHAIN, b)]);
   });
@@ -375,7 +391,7 @@ describe('Fanout.publishBlock: per connection', () => {
     const msgpack: Owner = { encoding: 'msgpack' };
     index.add(json, 'b1', CHAIN, BLOCKS);
     index.add(msgpack, 'a1', CHAIN, ACTIVITY, [ALICE]);
-    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), 0, LEDGER);
+    const result = fanout.publishBlock(block([tx(0, ALICE, BOB)]), AT_HEAD, LEDGER);
     const sizeOf = (owner: Owner): number =>
       calls
         .filter((call) => call.owner === owner)
@@ -392,7 +408,7 @@ describe('Fanout.publishBlock: per connection', () => {
     const msgpack: Owner = { encoding: 'msgpack' };
     index.add(json, 'b1', CHAIN, BLOCKS);
     index.add(msgpack, 'b1', CHAIN, BLOCKS);
-    fanout.publishBlock(block([]), 0, LEDGER);
+    fanout.publishBlock(block([]), AT_HEAD, LEDGER);
     expect(typeof calls.find((call) => call.owner === json)?.frames[0]).toBe('string');
     expect(calls.find((call) => call.owner === msgpack)?.frames[0]).toBeInstanceOf(Uint8Array);
   });
@@ -411,7 +427,7 @@ describe('Fanout.publishBlock: per connection', () => {
         tx(1, ALICE, null, { contractAddress: CREATED }),
         omit(tx(2, CAROL, ALICE, { gasPrice: '0x1' }), 'maxFeePerGas', 'maxPriorityFeePerGas'),
       ]),
-      0,
+      AT_HEAD,
       LEDGER,
     );
     expect(received(msgpack)).toHaveLength(2);
@@ -426,7 +442,7 @@ describe('Fanout.publishBlock: per connection', () => {
     index.add(msgpack, 'b1', CHAIN, FULL_INPUT);
     fanout.publishBlock(
       block([tx(0, ALICE, BOB, { input: LONG_INPUT, contractAddress: CREATED, gasPrice: '0x1', status: 0 })]),
-      0,
+      AT_HEAD,
       LEDGER,
     );
     expect(received(msgpack)).toStrictEqual(received(json));
@@ -439,7 +455,7 @@ describe('Fanout.publishBlock: per connection', () => {
     index.add(json, 'b1', CHAIN, FULL);
     index.add(msgpack, 'b1', CHAIN, FULL);
     // No status (no receipt), no contractAddress, no gasPrice (EIP-1559 tx).
-    fanout.publishBlock(block([omit(tx(0, ALICE, BOB), 'status')]), 0, LEDGER);
+    fanout.publishBlock(block([omit(tx(0, ALICE, BOB), 'status')]), AT_HEAD, LEDGER);
     expect(received(msgpack)).toStrictEqual(received(json));
   });
 });

@@ -22,7 +22,37 @@ export interface FanoutResult {
   readonly activityMessages: number;
   readonly blockBytes: number;
   readonly activityBytes: number;
+  /** `finality` messages sent with it, and their bytes. */
+  readonly finalityMessages: number;
+  readonly finalityBytes: number;
   readonly connections: number;
+}
+
+/** One block to deliver at one delivery depth (see `deliveryDepth`). */
+export interface BlockPass {
+  readonly block: ChainBlock;
+  readonly depth: number;
+}
+
+/** A move of a chain's finalized block to tell (see {@link Fanout.publishFinality}). */
+export interface FinalityMove<O> {
+  readonly chainId: number;
+  readonly finality: Finality;
+  readonly sentActivity: Iterable<Subscription<O>>;
+}
+
+type Counts = { -readonly [K in keyof FanoutResult]: number };
+
+function noCounts(): Counts {
+  return {
+    blockMessages: 0,
+    activityMessages: 0,
+    blockBytes: 0,
+    activityBytes: 0,
+    finalityMessages: 0,
+    finalityBytes: 0,
+    connections: 0,
+  };
 }
 
 /** What one batch of pending transactions' fan-out produced, for metrics. */
@@ -91,7 +121,7 @@ export function toBlockHeader(block: ChainBlock): BlockHeaderFields {
     gasUsed: block.gasUsed,
     gasLimit: block.gasLimit,
     ...(block.baseFeePerGas === undefined ? {} : { baseFeePerGas: block.baseFeePerGas }),
-    txCount: block.transactions.length,
+    txCount: block.txCount ?? block.transactions.length,
     cursor: toCursor(block.chainId, block),
   };
 }
@@ -193,16 +223,40 @@ export class Fanout<O extends Peer> {
   }
 
   /**
-   * Delivers one canonical block to every subscription of confirmation depth `confirmations`
-   * that it matches: at most one message each. What was sent goes into `ledger`.
+   * Delivers one canonical block to every subscription of delivery depth `depths` (one, or each
+   * of several) that it matches: at most one message each, every connection's frames in one
+   * write. What was sent goes into `ledger`.
    */
-  publishBlock(block: ChainBlock, confirmations: number, ledger: DeliveryLedger<Subscription<O>>): FanoutResult {
-    const parts = partsOf(block);
+  publishBlock(
+    block: ChainBlock,
+    depths: number | readonly number[],
+    ledger: DeliveryLedger<Subscription<O>>,
+  ): FanoutResult {
+    const passes = typeof depths === 'number' ? [{ block, depth: depths }] : depths.map((depth) => ({ block, depth }));
+    return this.publish(passes, ledger);
+  }
+
+  /**
+   * Delivers blocks at their depths (in order), then tells a move of the finalized block, in one
+   * pass: every connection gets all of its frames in one write. What was sent goes into `ledger`.
+   */
+  publish(passes: readonly BlockPass[], ledger: DeliveryLedger<Subscription<O>>, move?: FinalityMove<O>): FanoutResult {
     const batch = new FrameBatch<O>();
-    let blockMessages = 0;
-    let activityMessages = 0;
-    let blockBytes = 0;
-    let activityBytes = 0;
+    const counts = noCounts();
+    for (const { block, depth } of passes) this.#blockInto(batch, counts, block, depth, ledger);
+    if (move !== undefined) this.#finalityInto(batch, counts, move);
+    counts.connections = batch.flush(this.#deliver);
+    return counts;
+  }
+
+  #blockInto(
+    batch: FrameBatch<O>,
+    counts: Counts,
+    block: ChainBlock,
+    confirmations: number,
+    ledger: DeliveryLedger<Subscription<O>>,
+  ): void {
+    const parts = partsOf(block);
 
     // Subscriptions whose messages are the same bytes (same shape, encoding and id on their
     // connection: the common case) share the last frame built instead of a copy each.
@@ -217,8 +271,8 @@ export class Fanout<O extends Peer> {
         last = { fields, sid: sub.sid, frame: buildFrame(sub.owner.encoding, this.#prefix(sub), fields) };
         lastFrames[slot] = last;
       }
-      blockBytes += batch.add(sub.owner, last.frame);
-      blockMessages++;
+      counts.blockBytes += batch.add(sub.owner, last.frame);
+      counts.blockMessages++;
     }
 
     const matches = matchActivity(this.#index, block, confirmations);
@@ -238,14 +292,11 @@ export class Fanout<O extends Peer> {
           frame = buildFrame(sub.owner.encoding, this.#prefix(sub), shared, values, indexes);
           if (only !== undefined) single.set(only, { sid: sub.sid, encoding: sub.owner.encoding, frame });
         }
-        activityBytes += batch.add(sub.owner, frame);
-        activityMessages++;
+        counts.activityBytes += batch.add(sub.owner, frame);
+        counts.activityMessages++;
       }
       ledger.record(block, matches);
     }
-
-    const connections = batch.flush(this.#deliver);
-    return { blockMessages, activityMessages, blockBytes, activityBytes, connections };
   }
 
   /**
@@ -298,7 +349,15 @@ export class Fanout<O extends Peer> {
       activityMessages++;
     }
     const connections = batch.flush(this.#deliver);
-    return { blockMessages, activityMessages, blockBytes, activityBytes, connections };
+    return {
+      blockMessages,
+      activityMessages,
+      blockBytes,
+      activityBytes,
+      finalityMessages: 0,
+      finalityBytes: 0,
+      connections,
+    };
   }
 
   /** The `removed` frame of an orphaned block for a subscription; `undefined` when it had nothing in it. */
@@ -339,23 +398,26 @@ export class Fanout<O extends Peer> {
    * Everything up to `finality.finalized` will never be retracted.
    */
   publishFinality(chainId: number, finality: Finality, sentActivity: Iterable<Subscription<O>>): PendingFanoutResult {
-    const shared = finalityFields(chainId, finality);
     const batch = new FrameBatch<O>();
-    let messages = 0;
-    let bytes = 0;
+    const counts = noCounts();
+    this.#finalityInto(batch, counts, { chainId, finality, sentActivity });
+    return { messages: counts.finalityMessages, bytes: counts.finalityBytes, connections: batch.flush(this.#deliver) };
+  }
+
+  #finalityInto(batch: FrameBatch<O>, counts: Counts, { chainId, finality, sentActivity }: FinalityMove<O>): void {
+    const shared = finalityFields(chainId, finality);
     for (const subs of [this.#index.blockSubscribers(chainId), sentActivity]) {
       for (const sub of subs) {
-        if (deliveryDepth(sub.filter) < 0 || !this.#index.has(sub)) continue;
+        if (sub.filter.finality !== undefined || !this.#index.has(sub)) continue;
         let prefix = this.#finalityPrefixes.get(sub);
         if (prefix === undefined) {
           prefix = encodePrefix('finality', sub.sid);
           this.#finalityPrefixes.set(sub, prefix);
         }
-        bytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, prefix, shared));
-        messages++;
+        counts.finalityBytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, prefix, shared));
+        counts.finalityMessages++;
       }
     }
-    return { messages, bytes, connections: batch.flush(this.#deliver) };
   }
 
   /**

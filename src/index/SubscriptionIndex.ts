@@ -29,16 +29,23 @@ export type SubscriptionFilter =
 export const SAFE_DEPTH = -1;
 /** The delivery depth of `finalized` subscriptions. */
 export const FINALIZED_DEPTH = -2;
+/**
+ * The delivery depth of `blocks` subscriptions without transactions at the head (0 or 1
+ * confirmations): their message is all in the block's header, so they get it from the header,
+ * as soon as the node announced the block, before its transactions are fetched.
+ */
+export const HEADER_DEPTH = -3;
 
 /**
- * When a subscription is delivered a block, as one number: its confirmations (0 and up), or
- * {@link SAFE_DEPTH} / {@link FINALIZED_DEPTH} when it waits for a finality tag. Fan-out passes
- * go by this depth: each block is delivered once per depth in use.
+ * When a subscription is delivered a block, as one number: its confirmations (0 and up),
+ * {@link SAFE_DEPTH} / {@link FINALIZED_DEPTH} when it waits for a finality tag, or
+ * {@link HEADER_DEPTH}. Fan-out passes go by this depth: each block is delivered once per depth in use.
  */
 export function deliveryDepth(filter: SubscriptionFilter): number {
   if (filter.finality === 'safe') return SAFE_DEPTH;
   if (filter.finality === 'finalized') return FINALIZED_DEPTH;
-  return filter.confirmations ?? 0;
+  const confirmations = filter.confirmations ?? 0;
+  return filter.channel === 'blocks' && !filter.full && confirmations <= 1 ? HEADER_DEPTH : confirmations;
 }
 
 /** One subscription of one connection (`owner`), as the index holds it. */
@@ -272,15 +279,16 @@ export class SubscriptionIndex<O> {
   }
 
   /**
-   * The delivery depths in use on a chain ({@link deliveryDepth}): 0 always, then confirmations
-   * ascending, then the finality tags in use (safe before finalized).
+   * The delivery depths in use on a chain ({@link deliveryDepth}): {@link HEADER_DEPTH} where in
+   * use, 0 always, then confirmations ascending, then the finality tags in use (safe before finalized).
    */
   confirmationDepths(chainId: number): readonly number[] {
     const depths = this.#depths.get(chainId);
     if (depths === undefined) return [0];
     const used = [...depths.keys()];
     const confirmations = used.filter((d) => d > 0).sort((a, b) => a - b);
-    return [0, ...confirmations, ...[SAFE_DEPTH, FINALIZED_DEPTH].filter((d) => depths.has(d))];
+    const header = depths.has(HEADER_DEPTH) ? [HEADER_DEPTH] : [];
+    return [...header, 0, ...confirmations, ...[SAFE_DEPTH, FINALIZED_DEPTH].filter((d) => depths.has(d))];
   }
 
   /** The `blocks` subscriptions of a chain. */

@@ -5,7 +5,13 @@ import { type CursorPosition, toCursor } from '../domain/cursor.ts';
 import { MAX_MALFORMED_IN_A_ROW } from '../domain/errors.ts';
 import type { BlockRef, ChainFeatures, Hex } from '../domain/types.ts';
 import { type Encoding, pack } from '../fanout/encode.ts';
-import { FINALIZED_DEPTH, SAFE_DEPTH, type Subscription, SubscriptionIndex } from '../index/SubscriptionIndex.ts';
+import {
+  FINALIZED_DEPTH,
+  HEADER_DEPTH,
+  SAFE_DEPTH,
+  type Subscription,
+  SubscriptionIndex,
+} from '../index/SubscriptionIndex.ts';
 import { createMetrics, type Metrics } from '../metrics/metrics.ts';
 import {
   type AccessProfile,
@@ -445,7 +451,8 @@ describe('createSessions: subscribe', () => {
     const sub = client.conn.subs.get('s1');
     expect(sub?.filter).toEqual({ channel: 'blocks', full: false, fullInput: false, confirmations: 0 });
     expect([...index.blockSubscribers(CHAIN)]).toEqual([sub]);
-    expect(index.confirmationDepths(CHAIN)).toEqual([0]);
+    // Without transactions at the head: delivered from the block's header.
+    expect(index.confirmationDepths(CHAIN)).toEqual([HEADER_DEPTH, 0]);
     expect(await metricValue(metrics, 'blockcast_index_subscriptions', { channel: 'blocks' })).toBe(1);
   });
 

@@ -2,9 +2,10 @@ import { expect } from 'vitest';
 import { type Encoding, type Message, TestClient } from './client.ts';
 
 /**
- * A client that watches some addresses and, as a barrier, all blocks: once its `blocks`
- * subscription has delivered block N, everything the gateway sent it for blocks before N is in
- * (a block's messages go out together, before the next block's).
+ * A client that watches some addresses and, as a barrier, all blocks with their transactions:
+ * once its `blocks` subscription has delivered block N, everything the gateway sent it for block N
+ * and before is in (a whole block's messages go out together, before the next block's; a block
+ * without transactions would come from its header, ahead of them).
  */
 export class Watcher {
   constructor(
@@ -21,7 +22,7 @@ export class Watcher {
     options: Record<string, unknown> = {},
   ): Promise<Watcher> {
     const client = await TestClient.connect(url, encoding);
-    const blocksSub = await client.subscribe({ channel: 'blocks' });
+    const blocksSub = await client.subscribe({ channel: 'blocks', full: true });
     const activitySub = await client.subscribe({ channel: 'activity', addresses, ...options });
     return new Watcher(client, blocksSub, activitySub);
   }
