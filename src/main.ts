@@ -124,9 +124,9 @@ function announceAccess(config: Config, port: number, auth: Auth): void {
 
 /** The chain log: in this process, or on Redis when processes share it. */
 async function openLog(config: Config): Promise<ChainLogBackend> {
-  // Enough entries for the history window and the retractions among them: a late reader (a new
-  // gateway, one back from an outage) rebuilds the whole window from the log.
-  const maxEntriesPerChain = Math.max(1024, 2 * config.historyWindowBlocks);
+  // Enough entries for the history window (a header and a block each) and the retractions among
+  // them: a late reader (a new gateway, one back from an outage) rebuilds the whole window from the log.
+  const maxEntriesPerChain = Math.max(1024, 4 * config.historyWindowBlocks);
   if (config.redis === '') {
     return createMemoryLog({
       maxEntriesPerChain,
