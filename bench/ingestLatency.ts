@@ -1,8 +1,8 @@
 /**
  * Ingest latency: a block mined on anvil, to the frame of a `blocks` subscriber of the gateway
  * (`/v1?encoding=json`), against a client subscribed straight to the node (`eth_subscribe`
- * `newHeads` on anvil's WebSocket), in the same run and for the same blocks, for three targets at
- * once, all following the same anvil:
+ * `newHeads` on anvil's WebSocket), in the same run and for the same blocks, for three targets
+ * following anvil (a fresh one per phase, below):
  *
  * - in-process: `src/main.ts --rpc ws://anvil` (the chain log in the process);
  * - Redis, one process: `src/main.ts --rpc ws://anvil --redis URL` (ingest and gateway in one
@@ -13,12 +13,21 @@
  * Each Redis target has its own redis-server (so each has its own log and lease, and neither waits
  * on the other's writes). anvil mines only on `evm_mine`; this process mines each block itself and
  * stamps `performance.now()` just before sending the request; every client stamps the arrival of
- * its frame for that block with the same clock, so each block is measured on every target at the
- * same instant. Some blocks carry ETH transfers (sent through anvil's unlocked accounts before
- * mining), the others are empty; an `activity` subscriber per target watches their sender.
+ * its frame for that block with the same clock. Some blocks carry ETH transfers (sent through
+ * anvil's unlocked accounts before mining), the others are empty; an `activity` subscriber per
+ * target watches their sender.
  *
- *   npm run bench:ingest                         3 rounds of 200 blocks per spacing
+ * Two layouts (`--layout`); a phase deploys targets, runs every spacing's rounds on them, and stops
+ * them:
+ *
+ * - alone: each target deployed and measured on its own, one after the other (anvil, its processes
+ *   and redis-server, and its clients only), against the node client of its own phase;
+ * - together: the three targets running and measured at once, so each block is measured on every
+ *   target at the same instant (they contend for the CPU while each block arrives).
+ *
+ *   npm run bench:ingest                         both layouts, 3 rounds of 200 blocks per spacing
  *   npm run bench:ingest -- --rounds 1 --blocks 50
+ *   npm run bench:ingest -- --layout alone       (alone, together, or both: the default)
  *   npm run bench:ingest -- --gateway-dir /path/to/other/tree   (measure another copy of the gateway)
  *   npm run bench:ingest -- --redis-fsync always                (Redis fsyncs every write)
  *
@@ -33,7 +42,7 @@ import { type Anvil, startAnvil } from '../src/devnet/startAnvil.ts';
 import { rpc } from '../test/helpers/chain.ts';
 import { type RedisServer, startRedis } from '../test/helpers/redis.ts';
 import { Arrivals } from './lib/arrivals.ts';
-import { type Cleanups, cleanupOnExit } from './lib/cleanups.ts';
+import { type Cleanups, cleanupOnExit, runCleanups } from './lib/cleanups.ts';
 import { describeMachine } from './lib/proc.ts';
 import { type Distribution, distribution } from './lib/report.ts';
 import { createRandom } from './lib/synthetic.ts';
@@ -58,10 +67,33 @@ function fsyncOption(): 'always' | 'everysec' {
   throw new Error(`--redis-fsync must be always or everysec, not ${JSON.stringify(value)}`);
 }
 
+/** How the targets run while they are measured (see the file's comment). */
+type Layout = 'alone' | 'together';
+
+/** What each layout is, as the report says it. */
+const LAYOUTS = {
+  alone: 'each target alone',
+  together: 'the targets together',
+} as const satisfies Record<Layout, string>;
+
+/** The layouts of `--layout alone|together|both` (default both), in the order they run. */
+function layoutOption(): readonly Layout[] {
+  const value = textOption('layout', 'both');
+  if (value === 'both') return ['alone', 'together'];
+  if (value === 'alone' || value === 'together') return [value];
+  throw new Error(`--layout must be alone, together or both, not ${JSON.stringify(value)}`);
+}
+
 /** What one run does; every loop below is bounded by these counts and by `maxRunMs`. */
 const PLAN = {
   rounds: option('rounds', 3),
   blocks: option('blocks', 200),
+  /**
+   * `--layout alone|together|both`: alone is one phase per target, together one phase of all
+   * three; every phase runs every spacing's rounds, with the same random draws (transfers, gaps)
+   * per round.
+   */
+  layouts: layoutOption(),
   /** Blocks mined after the clients connect, not measured (JIT, connections). */
   warmupBlocks: 10,
   /** Share of blocks that carry transfers. */
@@ -115,6 +147,7 @@ interface TargetTimes {
 
 /** One mined block as measured. */
 interface BlockSample {
+  readonly layout: Layout;
   readonly spacing: string;
   readonly round: number;
   readonly number: number;
@@ -123,7 +156,8 @@ interface BlockSample {
   readonly minedAtEpochMs: number;
   /** From just before `evm_mine` was sent to the node's frame, in ms; `null` when it never came. */
   readonly nodeMs: number | null;
-  readonly targets: Readonly<Record<TargetName, TargetTimes>>;
+  /** The targets of the block's phase only (one when alone). */
+  readonly targets: Readonly<Partial<Record<TargetName, TargetTimes>>>;
 }
 
 function log(line: string): void {
@@ -224,37 +258,51 @@ async function startTargetRedis(cleanups: Cleanups): Promise<RedisServer> {
   return redis;
 }
 
-/** Starts the three targets, each following `anvil`; what it starts is added to `cleanups`. */
-async function deployTargets(anvil: Anvil, cleanups: Cleanups): Promise<Deployment[]> {
+/** Starts one target following `anvil`; what it starts is added to `cleanups`. */
+async function deployTarget(target: TargetName, anvil: Anvil, cleanups: Cleanups): Promise<Deployment> {
   const started = async (name: string, args: readonly string[], ready: RegExp): Promise<GatewayChild> => {
     const child = await startChild(name, args, ready);
     cleanups.unshift(child.stop);
     return child;
   };
   const rpcArgs = ['--rpc', anvil.wsUrl];
-  const inProcess = await started('in-process gateway', [...rpcArgs, '--port', '0'], LISTENING);
+  switch (target) {
+    case 'inProcess': {
+      const gateway = await started('in-process gateway', [...rpcArgs, '--port', '0'], LISTENING);
+      return { target, url: gatewayUrl(gateway), processes: [gateway] };
+    }
+    case 'redisOne': {
+      const redis = await startTargetRedis(cleanups);
+      const gateway = await started(
+        'Redis one-process gateway',
+        [...rpcArgs, '--redis', redis.url, '--port', '0'],
+        LISTENING,
+      );
+      return { target, url: gatewayUrl(gateway), processes: [gateway] };
+    }
+    case 'redisTwo': {
+      const redis = await startTargetRedis(cleanups);
+      const ingest = await started(
+        'Redis ingest',
+        ['--role', 'ingest', ...rpcArgs, '--redis', redis.url, '--port', '0'],
+        INGESTING,
+      );
+      log(`Redis ingest: metrics at ${ingest.ready[1]}`);
+      const gateway = await started(
+        'Redis gateway',
+        ['--role', 'gateway', '--redis', redis.url, '--port', '0'],
+        LISTENING,
+      );
+      return { target, url: gatewayUrl(gateway), processes: [ingest, gateway] };
+    }
+  }
+}
 
-  const redisOne = await startTargetRedis(cleanups);
-  const one = await started(
-    'Redis one-process gateway',
-    [...rpcArgs, '--redis', redisOne.url, '--port', '0'],
-    LISTENING,
-  );
-
-  const redisTwo = await startTargetRedis(cleanups);
-  const ingest = await started(
-    'Redis ingest',
-    ['--role', 'ingest', ...rpcArgs, '--redis', redisTwo.url, '--port', '0'],
-    INGESTING,
-  );
-  log(`Redis ingest: metrics at ${ingest.ready[1]}`);
-  const two = await started('Redis gateway', ['--role', 'gateway', '--redis', redisTwo.url, '--port', '0'], LISTENING);
-
-  return [
-    { target: 'inProcess', url: gatewayUrl(inProcess), processes: [inProcess] },
-    { target: 'redisOne', url: gatewayUrl(one), processes: [one] },
-    { target: 'redisTwo', url: gatewayUrl(two), processes: [ingest, two] },
-  ];
+/** Starts `targets` (in that order), each following `anvil`; what it starts is added to `cleanups`. */
+async function deployTargets(anvil: Anvil, targets: readonly TargetName[], cleanups: Cleanups): Promise<Deployment[]> {
+  const deployments: Deployment[] = [];
+  for (const target of targets) deployments.push(await deployTarget(target, anvil, cleanups));
+  return deployments;
 }
 
 function text(data: RawData): string {
@@ -263,9 +311,9 @@ function text(data: RawData): string {
 }
 
 /**
- * Opens a WebSocket (bounded) and hands every message, stamped on arrival, to `onMessage`. Seven
- * clients share this process: a handler only stamps, parses and records, so that one client's
- * frame never holds another's stamp back by more than microseconds.
+ * Opens a WebSocket (bounded) and hands every message, stamped on arrival, to `onMessage`. Up to
+ * seven clients share this process: a handler only stamps, parses and records, so that one
+ * client's frame never holds another's stamp back by more than microseconds.
  */
 function connect(url: string, onMessage: (message: Record<string, unknown>, at: number) => void): Promise<WebSocket> {
   const socket = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: 10_000 });
@@ -389,10 +437,12 @@ async function accounts(anvil: Anvil): Promise<{ sender: string; receivers: stri
 
 /**
  * Mines one block (after `transfers` transfers from `sender`), and waits (bounded) for every
- * client's frame for it. The mining time is stamped just before `evm_mine` is sent.
+ * client's frame for it: the node's and those of the `targets` deployed. The mining time is
+ * stamped just before `evm_mine` is sent.
  */
 async function mineOne(
   anvil: Anvil,
+  targets: readonly TargetName[],
   arrivals: Arrivals<Stream, number>,
   number: number,
   transfers: number,
@@ -407,20 +457,19 @@ async function mineOne(
   const since = (at: number | undefined): number | null => (at === undefined ? null : at - minedAt);
   const wait = async (stream: Stream): Promise<number | null> =>
     since(await arrivals.until(stream, number, PLAN.arrivalTimeoutMs));
-  const targetTimes = async (target: TargetName): Promise<TargetTimes> => {
+  const targetTimes = async (target: TargetName): Promise<[TargetName, TargetTimes]> => {
     const [blocksMs, activityMs] = await Promise.all([
       wait(`${target}:blocks`),
       transfers > 0 ? wait(`${target}:activity`) : Promise.resolve(null),
     ]);
-    return { blocksMs, activityMs };
+    return [target, { blocksMs, activityMs }];
   };
-  const [nodeMs, inProcess, redisOne, redisTwo] = await Promise.all([
-    wait('node'),
-    targetTimes('inProcess'),
-    targetTimes('redisOne'),
-    targetTimes('redisTwo'),
-  ]);
-  return { minedAtEpochMs: performance.timeOrigin + minedAt, nodeMs, targets: { inProcess, redisOne, redisTwo } };
+  const [nodeMs, times] = await Promise.all([wait('node'), Promise.all(targets.map(targetTimes))]);
+  return {
+    minedAtEpochMs: performance.timeOrigin + minedAt,
+    nodeMs,
+    targets: Object.fromEntries(times) as Partial<Record<TargetName, TargetTimes>>,
+  };
 }
 
 /** How far apart blocks are mined (see `PLAN.spacings`). */
@@ -434,7 +483,26 @@ function assertRunning(deployments: readonly Deployment[]): void {
   }
 }
 
+/** The targets deployed and measured together, and the layout they are part of. */
+interface Phase {
+  readonly layout: Layout;
+  readonly targets: readonly TargetName[];
+}
+
+/** The phases of `PLAN.layouts`, in order: alone is one phase per target, together is one. */
+function phases(): Phase[] {
+  const all = TARGETS.map((t) => t.name);
+  return PLAN.layouts.flatMap((layout): Phase[] =>
+    layout === 'alone' ? all.map((target) => ({ layout, targets: [target] })) : [{ layout, targets: all }],
+  );
+}
+
+function targetLabel(target: TargetName): string {
+  return TARGETS.find((t) => t.name === target)?.label ?? target;
+}
+
 async function runRound(
+  phase: Phase,
   spacing: Spacing,
   round: number,
   anvil: Anvil,
@@ -454,8 +522,10 @@ async function runRound(
       assertRunning(deployments);
       const transfers = random() < PLAN.txBlockShare ? 1 + Math.floor(random() * PLAN.maxTransfersPerBlock) : 0;
       number++;
-      const measured = await mineOne(anvil, arrivals, number, transfers, from);
-      if (i >= PLAN.warmupBlocks) samples.push({ spacing: spacing.label, round, number, transfers, ...measured });
+      const measured = await mineOne(anvil, phase.targets, arrivals, number, transfers, from);
+      if (i >= PLAN.warmupBlocks) {
+        samples.push({ layout: phase.layout, spacing: spacing.label, round, number, transfers, ...measured });
+      }
       const gapMs = spacing.gapMs + random() * spacing.jitterMs;
       await new Promise((resolve) => setTimeout(resolve, gapMs));
     }
@@ -465,8 +535,12 @@ async function runRound(
   }
 }
 
-/** One target's figures over a set of blocks. */
+/** One target's figures over a set of blocks (those of its phase), against the node on the same blocks. */
 interface TargetSummary {
+  /** The node over the same blocks. */
+  readonly node: Distribution;
+  /** The node over the same blocks with transfers (the baseline of `activity`). */
+  readonly nodeWithTransfers: Distribution;
   readonly blocks: Distribution;
   /** Over the blocks with transfers. */
   readonly activity: Distribution;
@@ -478,75 +552,97 @@ interface TargetSummary {
   readonly activityRatioP99: number;
   /** `blocks` minus node on the same block: what the gateway adds, in ms. */
   readonly addedOverNode: Distribution;
-  /** `blocks` minus the in-process `blocks` on the same block: what the log on Redis adds, in ms. */
+  /**
+   * `blocks` minus the in-process `blocks` on the same block: what the log on Redis adds, in ms.
+   * Only over blocks measured on both (together); no samples when the target ran alone.
+   */
   readonly addedOverInProcess: Distribution;
-  readonly lost: { readonly blocks: number; readonly activity: number };
+  readonly lost: { readonly node: number; readonly blocks: number; readonly activity: number };
 }
 
+/** The figures of a set of blocks, per target measured on them. */
 interface Summary {
-  readonly node: Distribution;
-  /** The node over the blocks with transfers (the baseline of `activity`). */
-  readonly nodeWithTransfers: Distribution;
-  readonly lostNode: number;
-  readonly targets: Readonly<Record<TargetName, TargetSummary>>;
+  readonly targets: Readonly<Partial<Record<TargetName, TargetSummary>>>;
 }
 
-function summarizeTarget(
-  samples: readonly BlockSample[],
-  target: TargetName,
-  node: Distribution,
-  nodeWithTransfers: Distribution,
-): TargetSummary {
-  const withTransfers = samples.filter((s) => s.transfers > 0);
-  const blocks = distribution(samples.map((s) => s.targets[target].blocksMs));
-  const activity = distribution(withTransfers.map((s) => s.targets[target].activityMs));
+/** The figures of `target` over those of `samples` it was measured on. */
+function summarizeTarget(samples: readonly BlockSample[], target: TargetName): TargetSummary {
+  const measured = samples.filter((s) => s.targets[target] !== undefined);
+  const withTransfers = measured.filter((s) => s.transfers > 0);
+  // Never the fallback: every sample here has the target.
+  const times = (s: BlockSample): TargetTimes => s.targets[target] ?? { blocksMs: null, activityMs: null };
+  const node = distribution(measured.map((s) => s.nodeMs));
+  const nodeWithTransfers = distribution(withTransfers.map((s) => s.nodeMs));
+  const blocks = distribution(measured.map((s) => times(s).blocksMs));
+  const activity = distribution(withTransfers.map((s) => times(s).activityMs));
   return {
+    node,
+    nodeWithTransfers,
     blocks,
     activity,
     ratioP50: blocks.p50 / node.p50,
     ratioP99: blocks.p99 / node.p99,
     activityRatioP50: activity.p50 / nodeWithTransfers.p50,
     activityRatioP99: activity.p99 / nodeWithTransfers.p99,
-    addedOverNode: distribution(samples.map((s) => difference(s.targets[target].blocksMs, s.nodeMs))),
+    addedOverNode: distribution(measured.map((s) => difference(times(s).blocksMs, s.nodeMs))),
     addedOverInProcess: distribution(
-      samples.map((s) => difference(s.targets[target].blocksMs, s.targets.inProcess.blocksMs)),
+      measured.map((s) => difference(times(s).blocksMs, s.targets.inProcess?.blocksMs ?? null)),
     ),
     lost: {
-      blocks: samples.filter((s) => s.targets[target].blocksMs === null).length,
-      activity: withTransfers.filter((s) => s.targets[target].activityMs === null).length,
+      node: measured.filter((s) => s.nodeMs === null).length,
+      blocks: measured.filter((s) => times(s).blocksMs === null).length,
+      activity: withTransfers.filter((s) => times(s).activityMs === null).length,
     },
   };
 }
 
-function summarize(samples: readonly BlockSample[]): Summary {
-  const node = distribution(samples.map((s) => s.nodeMs));
-  const nodeWithTransfers = distribution(samples.filter((s) => s.transfers > 0).map((s) => s.nodeMs));
-  const of = (target: TargetName): TargetSummary => summarizeTarget(samples, target, node, nodeWithTransfers);
-  return {
-    node,
-    nodeWithTransfers,
-    lostNode: samples.filter((s) => s.nodeMs === null).length,
-    targets: { inProcess: of('inProcess'), redisOne: of('redisOne'), redisTwo: of('redisTwo') },
-  };
+/** The figures of every one of `targets` over `samples` (`NaN` where a target has none of them). */
+function summarize(samples: readonly BlockSample[], targets: readonly TargetName[]): Summary {
+  const entries = targets.map((target) => [target, summarizeTarget(samples, target)] as const);
+  return { targets: Object.fromEntries(entries) as Partial<Record<TargetName, TargetSummary>> };
 }
 
-/** The figures of one spacing: all blocks, empty ones, ones with transfers, and per round. */
+/** The figures of `target` in `s`: a report's summaries have every target of the report. */
+function figuresOf(s: Summary, target: TargetName): TargetSummary {
+  const figures = s.targets[target];
+  if (figures === undefined) throw new Error(`no figures of ${target}`);
+  return figures;
+}
+
+/** The figures of one layout and spacing: all blocks, empty ones, ones with transfers, and per round. */
 interface SpacingReport {
+  readonly layout: Layout;
   readonly spacing: Spacing;
+  /** The targets measured in this layout, in the order of `TARGETS`. */
+  readonly targets: readonly TargetName[];
   readonly all: Summary;
   readonly empty: Summary;
   readonly withTransfers: Summary;
   readonly rounds: Summary[];
 }
 
-function report(spacing: Spacing, samples: readonly BlockSample[]): SpacingReport {
-  const of = samples.filter((s) => s.spacing === spacing.label);
+function report(layout: Layout, spacing: Spacing, samples: readonly BlockSample[]): SpacingReport {
+  const of = samples.filter((s) => s.layout === layout && s.spacing === spacing.label);
+  const targets = TARGETS.map((t) => t.name).filter((name) => of.some((s) => s.targets[name] !== undefined));
   return {
+    layout,
     spacing,
-    all: summarize(of),
-    empty: summarize(of.filter((s) => s.transfers === 0)),
-    withTransfers: summarize(of.filter((s) => s.transfers > 0)),
-    rounds: Array.from({ length: PLAN.rounds }, (_, r) => summarize(of.filter((s) => s.round === r))),
+    targets,
+    all: summarize(of, targets),
+    empty: summarize(
+      of.filter((s) => s.transfers === 0),
+      targets,
+    ),
+    withTransfers: summarize(
+      of.filter((s) => s.transfers > 0),
+      targets,
+    ),
+    rounds: Array.from({ length: PLAN.rounds }, (_, r) =>
+      summarize(
+        of.filter((s) => s.round === r),
+        targets,
+      ),
+    ),
   };
 }
 
@@ -559,14 +655,21 @@ function meetsGoal(s: TargetSummary): string {
   return s.ratioP50 <= PLAN.goalRatioP50 ? 'yes' : 'no';
 }
 
-/** One line of the ratio table: a target's ratios to the node and what the log on Redis adds. */
-function ratioRow(label: string, s: TargetSummary, inProcess: boolean): string {
-  const logAdds = inProcess ? '| - | - ' : `| ${fixed(s.addedOverInProcess.p50)} | ${fixed(s.addedOverInProcess.p99)} `;
-  return `| ${label} | **${fixed(s.ratioP50)}** | ${fixed(s.ratioP99)} | ${fixed(s.activityRatioP50)} | ${fixed(s.activityRatioP99)} | ${fixed(s.addedOverNode.p50)} | ${fixed(s.addedOverNode.p99)} ${logAdds}| ${meetsGoal(s)} |`;
+/** What the log on Redis adds at p50 and p99, as two cells: `-` for in-process, or where it was not measured. */
+function logAddsCells(target: TargetName, s: TargetSummary): string {
+  if (target === 'inProcess') return '- | -';
+  return `${fixed(s.addedOverInProcess.p50)} | ${fixed(s.addedOverInProcess.p99)}`;
 }
 
+/** One line of the ratio table: a target's ratios to the node and what the log on Redis adds. */
+function ratioRow(target: TargetName, s: TargetSummary): string {
+  return `| ${targetLabel(target)} | **${fixed(s.ratioP50)}** | ${fixed(s.ratioP99)} | ${fixed(s.activityRatioP50)} | ${fixed(s.activityRatioP99)} | ${fixed(s.addedOverNode.p50)} | ${fixed(s.addedOverNode.p99)} | ${logAddsCells(target, s)} | ${meetsGoal(s)} |`;
+}
+
+const GOAL_HEADER = `p50 ≤ ${PLAN.goalRatioP50} × node`;
+
 const RATIO_HEADER = [
-  '| target | `blocks` / node p50 | `blocks` / node p99 | `activity` / node p50 | `activity` / node p99 | − node p50 ms | − node p99 ms | log adds p50 ms | log adds p99 ms | p50 ≤ 1.3 × node |',
+  `| target | \`blocks\` / node p50 | \`blocks\` / node p99 | \`activity\` / node p50 | \`activity\` / node p99 | − node p50 ms | − node p99 ms | log adds p50 ms | log adds p99 ms | ${GOAL_HEADER} |`,
   '|---|---|---|---|---|---|---|---|---|---|',
 ];
 
@@ -576,69 +679,107 @@ function spacingSection(r: SpacingReport): string[] {
   const kindRow = (label: string, empty: Distribution, withTransfers: Distribution): string =>
     `| ${label} | ${fixed(empty.p50)} | ${fixed(empty.p99)} | ${fixed(withTransfers.p50)} | ${fixed(withTransfers.p99)} |`;
   const { all, empty, withTransfers } = r;
-  const lost = TARGETS.map(
-    ({ name, label }) =>
-      `${label} \`blocks\` ${all.targets[name].lost.blocks}, \`activity\` ${all.targets[name].lost.activity}`,
-  ).join('; ');
-  const roundCells = (s: Summary, p: 'p50' | 'p99'): string =>
-    TARGETS.map(({ name }) => {
-      const t = s.targets[name];
-      return `${fixed(t.blocks[p])} (${fixed(p === 'p50' ? t.ratioP50 : t.ratioP99)})`;
-    }).join(' | ');
+  // Together, the targets were measured on the same blocks and share one node row; alone, each
+  // target has the node of its own phase.
+  const together = r.layout === 'together';
+  const nodeRows = <T>(i: number, label: string, make: (nodeLabel: string) => T): T[] => {
+    if (together) return i === 0 ? [make('node `newHeads`')] : [];
+    return [make(`node \`newHeads\` (phase of ${label})`)];
+  };
+  const lost = r.targets
+    .map((name) => {
+      const t = figuresOf(all, name).lost;
+      const ofNode = together ? '' : ` (node ${t.node})`;
+      return `${targetLabel(name)} \`blocks\` ${t.blocks}, \`activity\` ${t.activity}${ofNode}`;
+    })
+    .join('; ');
+  const lostNode = together && r.targets[0] !== undefined ? `node ${figuresOf(all, r.targets[0]).lost.node}; ` : '';
+  const roundCell = (t: TargetSummary, p: 'p50' | 'p99'): string =>
+    `${fixed(t.blocks[p])} (${fixed(p === 'p50' ? t.ratioP50 : t.ratioP99)})`;
   return [
-    `## Blocks ${r.spacing.gapMs}-${r.spacing.gapMs + r.spacing.jitterMs} ms after the last frame of the previous one (${r.spacing.label})`,
+    `## Blocks ${r.spacing.gapMs}-${r.spacing.gapMs + r.spacing.jitterMs} ms after the last frame of the previous one (${r.spacing.label}), ${LAYOUTS[r.layout]}`,
     '',
     '| client | blocks | p50 ms | p90 ms | p99 ms | max ms |',
     '|---|---|---|---|---|---|',
-    row('node `newHeads`', all.node),
-    ...TARGETS.flatMap(({ name, label }) => [
-      row(`${label}: \`blocks\``, all.targets[name].blocks),
-      row(`${label}: \`activity\` (blocks with transfers)`, all.targets[name].activity),
-    ]),
+    ...r.targets.flatMap((name, i) => {
+      const t = figuresOf(all, name);
+      const label = targetLabel(name);
+      return [
+        ...nodeRows(i, label, (nodeLabel) => row(nodeLabel, t.node)),
+        row(`${label}: \`blocks\``, t.blocks),
+        row(`${label}: \`activity\` (blocks with transfers)`, t.activity),
+      ];
+    }),
     '',
-    'Ratios to the node (`activity` against the node on the same blocks, those with transfers);',
+    'Ratios to the node on the same blocks (`activity` against the node on those with transfers);',
     '"− node": the target\'s `blocks` minus the node, same block; "log adds": the target\'s `blocks`',
-    'minus the in-process `blocks`, same block.',
+    `minus the in-process \`blocks\`, same block${together ? '' : ' (only together; alone, no block has both: -)'}.`,
     '',
     ...RATIO_HEADER,
-    ...TARGETS.map(({ name, label }) => ratioRow(label, all.targets[name], name === 'inProcess')),
+    ...r.targets.map((name) => ratioRow(name, figuresOf(all, name))),
     '',
-    `Frames lost (none within ${PLAN.arrivalTimeoutMs} ms): node ${all.lostNode}; ${lost}.`,
+    `Frames lost (none within ${PLAN.arrivalTimeoutMs} ms): ${lostNode}${lost}.`,
     '',
     '| `blocks` of | empty p50 ms | empty p99 ms | with transfers p50 ms | with transfers p99 ms |',
     '|---|---|---|---|---|',
-    kindRow('node `newHeads`', empty.node, withTransfers.node),
-    ...TARGETS.map(({ name, label }) => kindRow(label, empty.targets[name].blocks, withTransfers.targets[name].blocks)),
+    ...r.targets.flatMap((name, i) => {
+      const e = figuresOf(empty, name);
+      const w = figuresOf(withTransfers, name);
+      const label = targetLabel(name);
+      return [
+        ...nodeRows(i, label, (nodeLabel) => kindRow(nodeLabel, e.node, w.node)),
+        kindRow(label, e.blocks, w.blocks),
+      ];
+    }),
     '',
-    'Per round, `blocks` in ms (its ratio to the node):',
+    'Per round, `blocks` in ms (its ratio to the node on the same blocks):',
     '',
-    `| round | node p50 | ${TARGETS.map((t) => `${t.label} p50`).join(' | ')} | node p99 | ${TARGETS.map((t) => `${t.label} p99`).join(' | ')} |`,
-    `|---|---|${TARGETS.map(() => '---|').join('')}---|${TARGETS.map(() => '---|').join('')}`,
-    ...r.rounds.map(
-      (s, i) =>
-        `| ${i + 1} | ${fixed(s.node.p50)} | ${roundCells(s, 'p50')} | ${fixed(s.node.p99)} | ${roundCells(s, 'p99')} |`,
+    '| round | target | node p50 | `blocks` p50 | node p99 | `blocks` p99 |',
+    '|---|---|---|---|---|---|',
+    ...r.rounds.flatMap((s, i) =>
+      r.targets.map((name) => {
+        const t = figuresOf(s, name);
+        return `| ${i + 1} | ${targetLabel(name)} | ${fixed(t.node.p50)} | ${roundCell(t, 'p50')} | ${fixed(t.node.p99)} | ${roundCell(t, 'p99')} |`;
+      }),
     ),
     '',
   ];
 }
 
-/** The headline: every target's ratios to the node, per spacing. */
+/** The headline: every target's ratios to the node, per layout and spacing. */
 function summarySection(reports: readonly SpacingReport[]): string[] {
   return [
     '## Summary',
     '',
-    '| spacing | target | `blocks` / node p50 | `blocks` / node p99 | log adds p50 ms | log adds p99 ms | p50 ≤ 1.3 × node |',
-    '|---|---|---|---|---|---|---|',
+    `| layout | spacing | target | node p50 ms | \`blocks\` p50 ms | \`blocks\` / node p50 | \`blocks\` / node p99 | log adds p50 ms | log adds p99 ms | ${GOAL_HEADER} |`,
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...reports.flatMap((r) =>
-      TARGETS.map(({ name, label }) => {
-        const s = r.all.targets[name];
-        const logAdds =
-          name === 'inProcess' ? '- | -' : `${fixed(s.addedOverInProcess.p50)} | ${fixed(s.addedOverInProcess.p99)}`;
-        return `| ${r.spacing.label} | ${label} | **${fixed(s.ratioP50)}** | ${fixed(s.ratioP99)} | ${logAdds} | ${meetsGoal(s)} |`;
+      r.targets.map((name) => {
+        const s = figuresOf(r.all, name);
+        return `| ${r.layout} | ${r.spacing.label} | ${targetLabel(name)} | ${fixed(s.node.p50)} | ${fixed(s.blocks.p50)} | **${fixed(s.ratioP50)}** | ${fixed(s.ratioP99)} | ${logAddsCells(name, s)} | ${meetsGoal(s)} |`;
       }),
     ),
     '',
   ];
+}
+
+/** What each layout that ran is, for the report. */
+function layoutLines(cores: number): string[] {
+  const lines: Record<Layout, string[]> = {
+    alone: [
+      '- **alone**: each target deployed and measured on its own, one phase after the other: anvil,',
+      "  that target's processes and its redis-server where it has one, and three clients (node,",
+      `  \`blocks\`, \`activity\`) share the machine's ${cores} cores. Its ratios are to the node client of its`,
+      '  own phase, on the same blocks; its processes stop before the next target starts.',
+    ],
+    together: [
+      '- **together**: the three targets running and measured at once, so every block is measured on',
+      '  every target in the same instant: anvil, two redis-servers, four gateway processes and seven',
+      `  clients share the machine's ${cores} cores at each block. "log adds" (a target's \`blocks\``,
+      '  minus the in-process `blocks`, same block) only here.',
+    ],
+  };
+  return PLAN.layouts.flatMap((layout) => lines[layout]);
 }
 
 function markdown(at: string, machine: ReturnType<typeof describeMachine>, reports: readonly SpacingReport[]): string {
@@ -646,13 +787,12 @@ function markdown(at: string, machine: ReturnType<typeof describeMachine>, repor
     '# Ingest latency: a mined block to the gateway subscriber, against the node subscriber',
     '',
     `Run ${at} on ${machine.cpuModel} (${machine.cores} cores), Node ${machine.node}. anvil with no automatic`,
-    `mining; per spacing, ${PLAN.rounds} rounds of ${PLAN.blocks} blocks (after ${PLAN.warmupBlocks} warm-up blocks each, fresh`,
+    `mining; per phase and spacing, ${PLAN.rounds} rounds of ${PLAN.blocks} blocks (after ${PLAN.warmupBlocks} warm-up blocks each, fresh`,
     `client connections each round). ${PLAN.txBlockShare * 100}% of blocks carry 1-${PLAN.maxTransfersPerBlock} ETH transfers from one sender.`,
     'A block is mined once every client has the previous one, plus the spacing. Latency: from just',
     'before `evm_mine` is sent (HTTP) to the frame of that block on a client in the same process (one',
     "clock). node: `eth_subscribe` `newHeads` on anvil's WebSocket. Three targets, each the real",
-    'gateway (`src/main.ts`, default poll interval) following the same anvil over `ws://`, all running',
-    'and measured at once, so every block is measured on every target in the same instant:',
+    'gateway (`src/main.ts`, default poll interval) following anvil over `ws://`:',
     '',
     '- **in-process**: `--rpc ws://…`, the chain log in the process;',
     '- **Redis, one process**: `--rpc ws://… --redis URL` (ingest and gateway in one process, the log',
@@ -662,8 +802,12 @@ function markdown(at: string, machine: ReturnType<typeof describeMachine>, repor
     '',
     `Each Redis target has its own redis-server on loopback (append-only file, \`appendfsync ${PLAN.redisFsync}\`).`,
     'On each target, `blocks` on `/v1?encoding=json`, and `activity` of the sender on its own',
-    'connection. The order in which the clients connect turns each round. All processes (anvil, two',
-    `redis-servers, four gateway processes, the clients) share the machine's ${machine.cores} cores.`,
+    'connection. The order in which the clients connect turns each round. The targets run in these',
+    'layouts, in this order, each phase on a fresh anvil (anvil answers more slowly as its chain',
+    'grows: its own p50 doubles over a few thousand blocks); each phase runs the same spacings and',
+    'rounds, with the same transfers and gaps per round:',
+    '',
+    ...layoutLines(machine.cores),
     '',
     `Goal: each target's \`blocks\` p50 at most ${PLAN.goalRatioP50} × the node's p50.`,
     '',
@@ -672,42 +816,69 @@ function markdown(at: string, machine: ReturnType<typeof describeMachine>, repor
   ].join('\n');
 }
 
-async function main(): Promise<void> {
-  const deadline = performance.now() + PLAN.maxRunMs;
+/**
+ * Deploys the targets of `phase`, runs every spacing's rounds against them, and stops them (also on
+ * error) before it returns. Its processes are one entry of the run's `cleanups` while it runs, so
+ * that a signal stops them too.
+ */
+async function runPhase(phase: Phase, cleanups: Cleanups, deadline: number): Promise<BlockSample[]> {
   // Newest first: gateways before their ingest, processes before Redis, everything before anvil.
-  const { cleanups, stopAll, release } = cleanupOnExit(log);
+  const own: Cleanups = [];
+  const stopOwn = (): Promise<void> => runCleanups(own, log);
+  cleanups.unshift(stopOwn);
   const samples: BlockSample[] = [];
   try {
+    // A fresh anvil per phase: anvil answers more slowly as its chain grows (its own newHeads p50
+    // doubles over a few thousand blocks here), so phases on one chain would not be comparable.
     const anvil = await startAnvil({ noMining: true });
-    cleanups.unshift(() => anvil.close());
-    const deployments = await deployTargets(anvil, cleanups);
+    own.unshift(() => anvil.close());
     const from = await accounts(anvil);
+    const deployments = await deployTargets(anvil, phase.targets, own);
     for (const spacing of PLAN.spacings) {
       for (let round = 0; round < PLAN.rounds; round++) {
-        const of = await runRound(spacing, round, anvil, deployments, from, deadline);
-        const s = summarize(of);
-        const targets = TARGETS.map(
-          ({ name, label }) =>
-            `${label} p50 ${fixed(s.targets[name].blocks.p50)} p99 ${fixed(s.targets[name].blocks.p99)}`,
-        ).join('; ');
+        const of = await runRound(phase, spacing, round, anvil, deployments, from, deadline);
+        const s = summarize(of, phase.targets);
+        const node = distribution(of.map((b) => b.nodeMs));
+        const targets = phase.targets
+          .map((name) => {
+            const t = figuresOf(s, name);
+            return `${targetLabel(name)} p50 ${fixed(t.blocks.p50)} p99 ${fixed(t.blocks.p99)}`;
+          })
+          .join('; ');
         log(
-          `${spacing.label}, round ${round + 1}: node p50 ${fixed(s.node.p50)} ms p99 ${fixed(s.node.p99)}; ${targets}`,
+          `${phase.layout}, ${spacing.label}, round ${round + 1}: node p50 ${fixed(node.p50)} ms p99 ${fixed(node.p99)}; ${targets}`,
         );
         samples.push(...of);
       }
     }
+    return samples;
+  } finally {
+    await stopOwn();
+    // Only once stopped: a signal meanwhile still waits on the entry (which runs nothing twice).
+    const at = cleanups.indexOf(stopOwn);
+    if (at >= 0) cleanups.splice(at, 1);
+  }
+}
+
+async function main(): Promise<void> {
+  const deadline = performance.now() + PLAN.maxRunMs;
+  // Newest first: a phase's processes before anvil.
+  const { cleanups, stopAll, release } = cleanupOnExit(log);
+  const samples: BlockSample[] = [];
+  try {
+    for (const phase of phases()) samples.push(...(await runPhase(phase, cleanups, deadline)));
   } finally {
     await stopAll();
     release();
   }
 
-  const reports = PLAN.spacings.map((spacing) => report(spacing, samples));
+  const reports = PLAN.layouts.flatMap((layout) => PLAN.spacings.map((spacing) => report(layout, spacing, samples)));
   const machine = describeMachine();
   const at = new Date().toISOString();
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(
     join(RESULTS_DIR, 'ingest-latency.json'),
-    `${JSON.stringify({ plan: PLAN, targets: TARGETS, machine, at, reports, samples }, null, 2)}\n`,
+    `${JSON.stringify({ plan: PLAN, targets: TARGETS, layouts: LAYOUTS, machine, at, reports, samples }, null, 2)}\n`,
   );
   const md = markdown(at, machine, reports);
   writeFileSync(join(RESULTS_DIR, 'ingest-latency.md'), md);

@@ -2,6 +2,20 @@
 export type Cleanups = Array<() => Promise<void>>;
 
 /**
+ * Runs each of `cleanups` once, newest first, emptying the list first (so a second call, or one
+ * that overlaps, runs nothing twice); logs what fails and goes on.
+ */
+export async function runCleanups(cleanups: Cleanups, log: (line: string) => void): Promise<void> {
+  for (const cleanup of cleanups.splice(0)) {
+    try {
+      await cleanup();
+    } catch (error) {
+      log(`cleanup: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+}
+
+/**
  * The cleanups of a benchmark run, also run on SIGINT and SIGTERM (then the process exits 130):
  * `stopAll` runs each once, newest first, logging what fails and going on; `release` stops
  * listening for the signals.
@@ -12,15 +26,7 @@ export function cleanupOnExit(log: (line: string) => void): {
   readonly release: () => void;
 } {
   const cleanups: Cleanups = [];
-  const stopAll = async (): Promise<void> => {
-    for (const cleanup of cleanups.splice(0)) {
-      try {
-        await cleanup();
-      } catch (error) {
-        log(`cleanup: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    }
-  };
+  const stopAll = (): Promise<void> => runCleanups(cleanups, log);
   const onSignal = (): void => {
     void stopAll().finally(() => process.exit(130));
   };

@@ -189,6 +189,8 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
   let notified: HeadHeader | undefined;
   /** The sink's call with the header of the block being fetched ({@link WatchChainOptions.onHead}). */
   let announcing: Promise<void> | undefined;
+  /** The hash of the last header handed to the sink (not handed over twice). */
+  let announcedHash: Hex | undefined;
   const pool = new RpcPool({
     urls: options.urls,
     requestTimeoutMs: options.requestTimeoutMs,
@@ -202,6 +204,9 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
         try {
           const header = headHeader(toHeader(raw, 'newHeads'), raw);
           if (header.number > (notified?.number ?? -1)) notified = header;
+          // Between rounds (no call of the sink in flight), the header of the next block goes
+          // ahead at once, before the round that fetches the block starts.
+          if (wake !== undefined && continuesHead(header)) announce(header);
         } catch {
           // A malformed notification only wakes the loop; `latest` is asked for as usual.
         }
@@ -385,9 +390,15 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     }
     if (announced === undefined || announced.hash !== target.hash) return;
     const header = tags === undefined ? announced : { ...announced, finality: tags };
+    announcedHash = header.hash;
     announcing = sink(`onHead(${header.number})`, () => onHead(header)).catch((error: unknown) =>
       onSinkError(error instanceof SinkError ? error.cause : error),
     );
+  }
+
+  /** Whether `header` is the child of the head (the next block). */
+  function continuesHead(header: Header): boolean {
+    return header.number === head.number + 1 && header.parentHash === head.hash;
   }
 
   /** Waits for the header being handed over, if any, before the next call of the sink. */
@@ -654,7 +665,7 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
     // `follow` sends them before it awaits anything), so their answers come after the block's.
     const following = follow(target, false);
     // The node announced the next block: its header goes ahead while the block is fetched.
-    if (target.number === head.number + 1 && target.parentHash === head.hash) announce(target);
+    if (continuesHead(target) && target.hash !== announcedHash) announce(target);
     if (target.number > head.number) void readTags();
     await following;
   }
