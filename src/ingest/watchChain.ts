@@ -206,7 +206,15 @@ export async function watchChain(options: WatchChainOptions): Promise<ChainWatch
           if (header.number > (notified?.number ?? -1)) notified = header;
           // Between rounds (no call of the sink in flight), the header of the next block goes
           // ahead at once, before the round that fetches the block starts.
-          if (wake !== undefined && continuesHead(header)) announce(header);
+          if (wake !== undefined && continuesHead(header)) {
+            announce(header);
+            // The round (and its requests for the block) starts on the next turn of the loop,
+            // after the sink's own writes of this turn: the header's append goes out first.
+            const woken = wake;
+            wake = undefined;
+            setImmediate(woken);
+            return;
+          }
         } catch {
           // A malformed notification only wakes the loop; `latest` is asked for as usual.
         }
