@@ -56,6 +56,7 @@ describe('reorgs', () => {
     const head = await rpc<{ number: string; hash: string }>(anvil.httpUrl, 'eth_getBlockByNumber', ['latest', false]);
     const isHead = (sub: string) => (m: Message) => m['sub'] === sub && m.type === 'block' && m['hash'] === head.hash;
     await blocksClient.next(isHead(blocksSub), 15_000);
+    await blocksClient.next(isHead(fullSub), 15_000);
     await activityClient.next(isHead(barrierSub), 15_000);
     return Number(head.number);
   }
