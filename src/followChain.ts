@@ -13,7 +13,6 @@ import { errorMessage, GatewayError, RPC_FAULTS, type RpcFaultError } from './do
 import type { ChainBlock, TxEvent } from './domain/types.ts';
 import { ChainFeed, type FanoutObserver } from './fanout/ChainFeed.ts';
 import type { Fanout, FanoutResult, Peer } from './fanout/Fanout.ts';
-import { pendingWatchers } from './fanout/matchPending.ts';
 import { type TxFate, TxLifecycle } from './fanout/TxLifecycle.ts';
 import type { SubscriptionIndex } from './index/SubscriptionIndex.ts';
 import { createForwarder, type ForwardOutcome } from './ingest/createForwarder.ts';
@@ -506,6 +505,7 @@ export async function serveChain<O extends Peer>(
         for (const listener of listeners) listener.block(block);
       } else {
         feed.retract(entry.link);
+        lifecycle?.retracted(entry.link);
         const block = feed.history.byHash(entry.link.hash)?.block;
         // A header taken back was never handed to the listeners (they get whole blocks).
         if (block !== undefined && block.headerOnly !== true) for (const listener of listeners) listener.retract(block);
@@ -559,16 +559,15 @@ export async function serveChain<O extends Peer>(
           wanted: () => index.pendingSubscriptions(chainId) > 0 || listeners.some((l) => l.wantsPending()),
           onPending: (events) => {
             const sent = fanout.publishPending(chainId, events);
-            for (const event of events) {
-              if (pendingWatchers(index, chainId, event.from, event.to).size > 0) {
-                lifecycle?.pending({
-                  hash: event.txHash,
-                  from: event.from,
-                  to: event.to,
-                  value: event.value,
-                  nonce: event.nonce,
-                });
-              }
+            // What a subscription was sent is followed to its fate (replaced, dropped).
+            for (const event of sent.watched) {
+              lifecycle?.pending({
+                hash: event.txHash,
+                from: event.from,
+                to: event.to,
+                value: event.value,
+                nonce: event.nonce,
+              });
             }
             metrics.messagesSent.inc({ channel: 'pending' }, sent.messages);
             metrics.bytesSent.inc({ channel: 'pending' }, sent.bytes);

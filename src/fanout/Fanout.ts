@@ -1,4 +1,4 @@
-import type { BlockMessage, BlockTransaction } from '../../packages/client/src/protocol.ts';
+import type { BlockMessage, BlockTransaction, ServerMessage } from '../../packages/client/src/protocol.ts';
 import { toCursor } from '../domain/cursor.ts';
 import type { ChainBlock, ChainTx, Finality, Hex, TxEvent } from '../domain/types.ts';
 import { deliveryDepth, type Subscription, type SubscriptionIndex } from '../index/SubscriptionIndex.ts';
@@ -15,6 +15,9 @@ export interface Peer {
 
 /** Writes one block's frames to one connection, in order, in one go (the transport corks them). */
 export type Deliver<O> = (owner: O, frames: readonly Frame[]) => void;
+
+/** The server's message types (PROTOCOL.md). */
+type MessageType = ServerMessage['type'];
 
 /** What one block's fan-out produced, for metrics. */
 export interface FanoutResult {
@@ -193,31 +196,28 @@ function partsOf(block: ChainBlock): BlockParts {
 export class Fanout<O extends Peer> {
   readonly #index: SubscriptionIndex<O>;
   readonly #deliver: Deliver<O>;
-  readonly #prefixes = new WeakMap<Subscription<O>, FramePrefix>();
-  readonly #pendingPrefixes = new WeakMap<Subscription<O>, FramePrefix>();
-  readonly #removedPrefixes = new WeakMap<Subscription<O>, FramePrefix>();
-  readonly #finalityPrefixes = new WeakMap<Subscription<O>, FramePrefix>();
-  readonly #fatePrefixes = new WeakMap<Subscription<O>, { replaced?: FramePrefix; dropped?: FramePrefix }>();
+  /** Each subscription's encoded message heads (`type` and `sub`), by message type, built on first use. */
+  readonly #prefixes = new WeakMap<Subscription<O>, Partial<Record<MessageType, FramePrefix>>>();
 
   constructor(index: SubscriptionIndex<O>, deliver: Deliver<O>) {
     this.#index = index;
     this.#deliver = deliver;
   }
 
-  #prefix(sub: Subscription<O>): FramePrefix {
-    let prefix = this.#prefixes.get(sub);
-    if (prefix === undefined) {
-      prefix = encodePrefix(sub.filter.channel === 'blocks' ? 'block' : 'activity', sub.sid);
-      this.#prefixes.set(sub, prefix);
+  /** The head of `type` messages (by default the subscription's block or activity message) of `sub`. */
+  #prefix(
+    sub: Subscription<O>,
+    type: MessageType = sub.filter.channel === 'blocks' ? 'block' : 'activity',
+  ): FramePrefix {
+    let prefixes = this.#prefixes.get(sub);
+    if (prefixes === undefined) {
+      prefixes = {};
+      this.#prefixes.set(sub, prefixes);
     }
-    return prefix;
-  }
-
-  #removedPrefix(sub: Subscription<O>): FramePrefix {
-    let prefix = this.#removedPrefixes.get(sub);
+    let prefix = prefixes[type];
     if (prefix === undefined) {
-      prefix = encodePrefix('removed', sub.sid);
-      this.#removedPrefixes.set(sub, prefix);
+      prefix = encodePrefix(type, sub.sid);
+      prefixes[type] = prefix;
     }
     return prefix;
   }
@@ -316,7 +316,7 @@ export class Fanout<O extends Peer> {
       if (deliveryDepth(sub.filter) !== confirmations) continue;
       const first = ledger.firstBlock(sub);
       if (first === undefined || first > block.number) continue;
-      blockBytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, this.#removedPrefix(sub), shared));
+      blockBytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, this.#prefix(sub, 'removed'), shared));
       blockMessages++;
     }
     const sent = ledger.sentAt(block.hash);
@@ -329,7 +329,7 @@ export class Fanout<O extends Peer> {
         retracted.add(sub);
         const frame = buildFrame(
           sub.owner.encoding,
-          this.#removedPrefix(sub),
+          this.#prefix(sub, 'removed'),
           shared,
           encodedValues(block),
           sentList(events),
@@ -344,7 +344,7 @@ export class Fanout<O extends Peer> {
       if (!this.#index.has(sub)) continue;
       const events = matchSubscription(sub, block);
       if (events.length === 0) continue;
-      const frame = buildFrame(sub.owner.encoding, this.#removedPrefix(sub), shared, encodedValues(block), events);
+      const frame = buildFrame(sub.owner.encoding, this.#prefix(sub, 'removed'), shared, encodedValues(block), events);
       activityBytes += batch.add(sub.owner, frame);
       activityMessages++;
     }
@@ -363,10 +363,10 @@ export class Fanout<O extends Peer> {
   /** The `removed` frame of an orphaned block for a subscription; `undefined` when it had nothing in it. */
   removedFrame(sub: Subscription<O>, orphan: ChainBlock): Frame | undefined {
     const fields = partsOf(orphan).removedFields;
-    if (sub.filter.channel === 'blocks') return buildFrame(sub.owner.encoding, this.#removedPrefix(sub), fields);
+    if (sub.filter.channel === 'blocks') return buildFrame(sub.owner.encoding, this.#prefix(sub, 'removed'), fields);
     const events = matchSubscription(sub, orphan);
     if (events.length === 0) return undefined;
-    return buildFrame(sub.owner.encoding, this.#removedPrefix(sub), fields, encodedValues(orphan), events);
+    return buildFrame(sub.owner.encoding, this.#prefix(sub, 'removed'), fields, encodedValues(orphan), events);
   }
 
   /**
@@ -409,11 +409,7 @@ export class Fanout<O extends Peer> {
     for (const subs of [this.#index.blockSubscribers(chainId), sentActivity]) {
       for (const sub of subs) {
         if (sub.filter.finality !== undefined || !this.#index.has(sub)) continue;
-        let prefix = this.#finalityPrefixes.get(sub);
-        if (prefix === undefined) {
-          prefix = encodePrefix('finality', sub.sid);
-          this.#finalityPrefixes.set(sub, prefix);
-        }
+        const prefix = this.#prefix(sub, 'finality');
         counts.finalityBytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, prefix, shared));
         counts.finalityMessages++;
       }
@@ -446,13 +442,7 @@ export class Fanout<O extends Peer> {
           : { chainId, id: fate.id, from: fate.from, nonce: fate.nonce },
       );
       for (const sub of watchers) {
-        let prefixes = this.#fatePrefixes.get(sub);
-        if (prefixes === undefined) {
-          prefixes = {};
-          this.#fatePrefixes.set(sub, prefixes);
-        }
-        prefixes[fate.status] ??= encodePrefix(fate.status, sub.sid);
-        const prefix = prefixes[fate.status] as FramePrefix;
+        const prefix = this.#prefix(sub, fate.status);
         bytes += batch.add(sub.owner, buildFrame(sub.owner.encoding, prefix, shared));
         messages++;
       }
@@ -463,24 +453,20 @@ export class Fanout<O extends Peer> {
   /**
    * Delivers a batch of mempool transactions of a chain to the activity subscriptions with
    * `pending: true` that watch their `from` or `to`: one `pending` message per subscription per
-   * batch, each event encoded once.
+   * batch, each event encoded once. `watched` lists the events some subscription was sent.
    */
-  publishPending(chainId: number, events: readonly TxEvent[]): PendingFanoutResult {
-    const matches = matchPending(this.#index, chainId, events);
-    if (matches.size === 0) return { messages: 0, bytes: 0, connections: 0 };
+  publishPending(chainId: number, events: readonly TxEvent[]): PendingFanoutResult & { watched: readonly TxEvent[] } {
+    const watched: TxEvent[] = [];
+    const matches = matchPending(this.#index, chainId, events, watched);
+    if (matches.size === 0) return { messages: 0, bytes: 0, connections: 0, watched };
     const shared = new EncodedFields({ chainId });
     const batch = new FrameBatch<O>();
     let bytes = 0;
     for (const [sub, matched] of matches) {
-      let prefix = this.#pendingPrefixes.get(sub);
-      if (prefix === undefined) {
-        prefix = encodePrefix('pending', sub.sid);
-        this.#pendingPrefixes.set(sub, prefix);
-      }
-      const frame = buildFrame(sub.owner.encoding, prefix, shared, matched);
+      const frame = buildFrame(sub.owner.encoding, this.#prefix(sub, 'pending'), shared, matched);
       bytes += batch.add(sub.owner, frame);
     }
-    return { messages: matches.size, bytes, connections: batch.flush(this.#deliver) };
+    return { messages: matches.size, bytes, connections: batch.flush(this.#deliver), watched };
   }
 }
 

@@ -278,26 +278,45 @@ describe('TxLifecycle', () => {
     expect(fates.map((fate) => fate.id)).toEqual([hash(2)]);
   });
 
-  it('keeps a told fate and does not track a retracted block’s transactions again', () => {
-    const { tracker, advance } = createTracker({ checkEveryMs: 1 });
+  it('tracks the watched transactions of a retracted block again, and keeps a told fate', () => {
+    const { tracker, advance } = createTracker({ checkEveryMs: 1, dropAfterMs: 5 });
     const original = pendingTx(1);
     const faster = pendingTx(2);
     const other = pendingTx(3, { nonce: 8 });
     tracker.pending(original);
     tracker.pending(other);
     const orphaned = block(23, [minedTx(faster), minedTx(other)]);
-    expect(tracker.mined(orphaned)).toHaveLength(1);
-    tracker.retracted(orphaned);
+    expect(tracker.mined(orphaned).map((fate) => fate.id)).toEqual([original.hash]);
     expect(tracker.size).toBe(0);
+    tracker.retracted(orphaned);
+    // Back to pending: `other` (watched, mined in the orphan); not `faster`, which nobody watched.
+    expect(tracker.size).toBe(1);
     advance(1);
-    expect(tracker.due(10)).toEqual([]);
+    expect(tracker.due(10)).toEqual([other.hash]);
+    // Retracted once: a second retraction of the same block changes nothing.
+    tracker.retracted(orphaned);
+    expect(tracker.size).toBe(1);
     // The replacement mined again in the new branch: the fate is not told twice.
     expect(tracker.mined({ ...block(23, [minedTx(faster)]), hash: hash(77) })).toEqual([]);
-    // A retracted transaction the mempool announces again is tracked again, as any other.
-    tracker.pending(other);
-    expect(tracker.size).toBe(1);
+    // A rival of `other`'s nonce mined in the new branch replaces it.
     const fates = tracker.mined(block(24, [minedTx(pendingTx(4, { nonce: 8 }))]));
     expect(fates.map((fate) => fate.id)).toEqual([other.hash]);
+    expect(tracker.size).toBe(0);
+  });
+
+  it('drops a transaction of a retracted block that the node no longer knows', () => {
+    const { tracker, advance } = createTracker({ checkEveryMs: 1, dropAfterMs: 5 });
+    const tx = pendingTx(5, { nonce: 3 });
+    tracker.pending(tx);
+    const orphaned = block(30, [minedTx(tx)]);
+    tracker.mined(orphaned);
+    tracker.retracted(orphaned);
+    advance(1);
+    expect(tracker.due(10)).toEqual([tx.hash]);
+    expect(tracker.checked(tx.hash, false)).toBeUndefined();
+    advance(6);
+    expect(tracker.due(10)).toEqual([tx.hash]);
+    expect(tracker.checked(tx.hash, false)).toMatchObject({ status: 'dropped', id: tx.hash });
   });
 
   it('refuses impossible options', () => {

@@ -79,6 +79,9 @@ interface Tracked {
   missingSince: number | undefined;
 }
 
+/** Recent blocks whose mined watched transactions are kept, to track them again after a reorg. */
+const MINED_BLOCKS_KEPT = 128;
+
 function senderNonceKey(from: Hex, nonce: number): string {
   return `${from}:${nonce}`;
 }
@@ -117,8 +120,9 @@ function nonNegativeNumber(name: string, value: number): number {
  *   sender mined says nothing by itself; a transaction behind a nonce gap that is never filled is
  *   never mined, and ends as `dropped` once the node forgets it (or stays tracked while the node
  *   keeps it).
- * - Reorgs: see {@link retracted}. Fates are final; a `replaced` fate names the block it came
- *   from, so a reader that follows reorgs can tell when that block left the chain.
+ * - Reorgs: the watched transactions of a retracted block are tracked again ({@link retracted}).
+ *   Fates are final; a `replaced` fate names the block it came from, so a reader that follows
+ *   reorgs can tell when that block left the chain.
  * - A transaction first seen after its block was handed to {@link mined} is not known to be
  *   mined here: the owner {@link forget}s it when the node says it is mined.
  *
@@ -145,6 +149,11 @@ export class TxLifecycle {
    */
   #queue: Tracked[] = [];
   #head = 0;
+  /**
+   * The tracked transactions each recent block mined, by block hash (oldest block first, at most
+   * {@link MINED_BLOCKS_KEPT}): tracked again if that block is retracted.
+   */
+  readonly #minedBy = new Map<Hex, Tracked[]>();
 
   constructor(options: TxLifecycleOptions = {}) {
     this.#maxTracked = positiveInteger('maxTracked', options.maxTracked ?? DEFAULTS.maxTracked);
@@ -193,9 +202,13 @@ export class TxLifecycle {
   mined(block: ChainBlock): TxFate[] {
     const fates: TxFate[] = [];
     const ref: BlockRef = { number: block.number, hash: block.hash };
+    const minedHere: Tracked[] = [];
     for (const tx of block.transactions) {
       const self = this.#byHash.get(tx.hash);
-      if (self !== undefined) this.#untrack(self);
+      if (self !== undefined) {
+        this.#untrack(self);
+        minedHere.push(self);
+      }
       const rivals = this.#bySenderNonce.get(senderNonceKey(tx.from, tx.nonce));
       if (rivals === undefined) continue;
       // Copied: untracking changes the set.
@@ -206,17 +219,34 @@ export class TxLifecycle {
         fates.push(replacedFate(rival, tx, ref));
       }
     }
+    if (minedHere.length > 0) {
+      this.#minedBy.set(block.hash, minedHere);
+      if (this.#minedBy.size > MINED_BLOCKS_KEPT) this.#minedBy.delete(this.#minedBy.keys().next().value as Hex);
+    }
     this.#compactIfStale();
     return fates;
   }
 
   /**
-   * A block left the canonical chain. Nothing is done, on purpose: its transactions are not
-   * tracked again (a pending sighting tracks one again), and a fate already told stays told (its
-   * `block` says where it came from). So a reorg may leave a fate wrong, never a fate told twice
-   * or a transaction tracked that the mempool no longer announces.
+   * A block left the canonical chain: the watched transactions it had mined are tracked again,
+   * as pending (a reorg puts them back in the mempool, or the node forgets them): the block of the
+   * new branch that mines one untracks it, a rival mined for its nonce replaces it, and a node
+   * that no longer knows it drops it. A fate already told stays told (a `replaced` fate names the
+   * block it came from, so a reader that follows reorgs can tell that block left the chain).
    */
-  retracted(_block: BlockRef): void {}
+  retracted(block: BlockRef): void {
+    const mined = this.#minedBy.get(block.hash);
+    if (mined === undefined) return;
+    this.#minedBy.delete(block.hash);
+    for (const earlier of mined) {
+      if (this.#byHash.has(earlier.hash)) continue;
+      if (this.#byHash.size >= this.#maxTracked) this.#evictOldest();
+      const tracked: Tracked = { ...earlier, checkAt: this.#now() + this.#checkEveryMs, missingSince: undefined };
+      this.#byHash.set(tracked.hash, tracked);
+      this.#index(tracked);
+      this.#queue.push(tracked);
+    }
+  }
 
   /**
    * The tracked hashes due to be asked of the node now, oldest check first, at most `limit`;

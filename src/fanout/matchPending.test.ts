@@ -43,6 +43,8 @@ describe('Fanout.publishPending', () => {
     const result = fanout.publishPending(CHAIN, batch);
 
     expect(result).toMatchObject({ messages: 3, connections: 2 });
+    // The events some subscription was sent, for the life of watched transactions (the third: nobody's).
+    expect(result.watched).toEqual([batch[0], batch[1]]);
     expect(calls).toHaveLength(2);
     const jsonMessages = calls.filter((c) => c.owner === json).flatMap((c) => c.frames.map(decode));
     expect(jsonMessages).toStrictEqual([
@@ -69,7 +71,12 @@ describe('Fanout.publishPending', () => {
     index.add({ encoding: 'json' }, 's3', CHAIN + 1, PENDING, [ALICE]);
     index.add({ encoding: 'json' }, 's4', CHAIN, PENDING, [CAROL]);
     index.add({ encoding: 'json' }, 's5', CHAIN, { channel: 'blocks', full: true, fullInput: false });
-    expect(fanout.publishPending(CHAIN, [pendingTx(1, ALICE, BOB)])).toEqual({ messages: 0, bytes: 0, connections: 0 });
+    expect(fanout.publishPending(CHAIN, [pendingTx(1, ALICE, BOB)])).toEqual({
+      messages: 0,
+      bytes: 0,
+      connections: 0,
+      watched: [],
+    });
     expect(calls).toEqual([]);
   });
 

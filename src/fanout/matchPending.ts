@@ -6,12 +6,14 @@ import { EncodedValue } from './encode.ts';
 /**
  * Matches a batch of mempool transactions against the activity subscriptions of a chain that
  * asked for `pending` and the `tx` kind: each subscription's events in batch order, each event
- * encoded at most once per encoding and listed at most once per subscription.
+ * encoded at most once per encoding and listed at most once per subscription. The events that
+ * matched some subscription are added to `watched`, in batch order, when it is given.
  */
 export function matchPending<O>(
   index: SubscriptionIndex<O>,
   chainId: number,
   events: readonly TxEvent[],
+  watched?: TxEvent[],
 ): Map<Subscription<O>, EncodedValue[]> {
   const matches = new Map<Subscription<O>, EncodedValue[]>();
   for (const event of events) {
@@ -27,6 +29,7 @@ export function matchPending<O>(
         else if (list[list.length - 1] !== encoded) list.push(encoded);
       }
     }
+    if (encoded !== undefined) watched?.push(event);
   }
   return matches;
 }

@@ -1,7 +1,5 @@
+import type { FinalityLevel } from '../../packages/client/src/protocol.ts';
 import type { EventKind, Hex } from '../domain/types.ts';
-
-/** A finality level a subscription may wait for (PROTOCOL.md `finality`): the node's tag of that name. */
-export type FinalityLevel = 'safe' | 'finalized';
 
 /**
  * What a subscription asks for (PROTOCOL.md `subscribe`), once validated. `confirmations`

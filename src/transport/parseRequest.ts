@@ -1,7 +1,7 @@
+import type { FinalityLevel } from '../../packages/client/src/protocol.ts';
 import { toAddress } from '../domain/address.ts';
 import { GatewayError } from '../domain/errors.ts';
 import { EVENT_KINDS, type EventKind, type Hex } from '../domain/types.ts';
-import type { FinalityLevel } from '../index/SubscriptionIndex.ts';
 import { decodeClientFrame } from './decodeClientFrame.ts';
 
 /** A request `id` as the client sent it, echoed in the reply. */

@@ -7,6 +7,7 @@ import type {
   BlockMessage,
   DroppedMessage,
   EventKind,
+  FinalityLevel,
   FinalityMessage,
   PendingMessage,
   RemovedMessage,
@@ -18,12 +19,6 @@ export type * from './protocol.ts';
 
 /** Every event kind, in protocol order. */
 export const EVENT_KINDS: readonly EventKind[] = ['tx', 'erc20', 'erc721', 'erc1155', 'internal'];
-
-/**
- * The levels a subscription may wait for instead of a count of confirmations: the node's `safe`
- * or `finalized` block (its `finality` option).
- */
-export type FinalityLevel = 'safe' | 'finalized';
 
 /** Every {@link FinalityLevel}, weakest first. */
 export const FINALITY_LEVELS: readonly FinalityLevel[] = ['safe', 'finalized'];

@@ -350,6 +350,12 @@ export interface DroppedMessage {
   readonly nonce: number;
 }
 
+/**
+ * The levels a subscription may wait for instead of a count of confirmations: the node's `safe`
+ * or `finalized` block (its `finality` option).
+ */
+export type FinalityLevel = 'safe' | 'finalized';
+
 /** Every message the server sends, discriminated by `type`. */
 export type ServerMessage =
   | WelcomeMessage
