@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeChain, FakeNode } from '../../test/helpers/fakeNode.ts';
+import { TEST_WATCH_OPTIONS } from '../../test/helpers/watchOptions.ts';
 import { errorMessage, RpcFaultError } from '../domain/errors.ts';
 import type { ChainBlock, ChainTx, Erc20TransferEvent, Hex } from '../domain/types.ts';
 import { createBlockEnricher } from './enrichBlock.ts';
@@ -269,12 +270,7 @@ describe('createBlockEnricher in a watcher', () => {
     });
     const watcher = await watchChain({
       urls: [a.url, b.url],
-      pollIntervalMs: 20,
-      requestTimeoutMs: 1000,
-      reorgWindowBlocks: 16,
-      backfillConcurrency: 4,
-      headTimeoutBlocks: 10,
-      headTimeoutMinMs: 30_000,
+      ...TEST_WATCH_OPTIONS,
       enrich: ({ send, probe }) =>
         createBlockEnricher({
           send,

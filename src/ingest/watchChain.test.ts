@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FakeBlock, FakeChain, FakeNode } from '../../test/helpers/fakeNode.ts';
+import { TEST_WATCH_OPTIONS } from '../../test/helpers/watchOptions.ts';
 import { errorMessage, type RpcFaultError } from '../domain/errors.ts';
 import type { BlockLink, ChainBlock, Hex } from '../domain/types.ts';
 import { type ChainWatcher, SinkError, type WatchChainOptions, watchChain } from './watchChain.ts';
@@ -136,12 +137,7 @@ describe('watchChain', () => {
     recorders.push(recorder);
     const watcher = await watchChain({
       urls,
-      pollIntervalMs: 20,
-      requestTimeoutMs: 1000,
-      reorgWindowBlocks: 16,
-      backfillConcurrency: 4,
-      headTimeoutBlocks: 10,
-      headTimeoutMinMs: 30_000,
+      ...TEST_WATCH_OPTIONS,
       ...recorder.options,
       ...options,
     });
