@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../domain/errors.ts';
-import { type RpcBlock, type RpcReceipt, type RpcTx, toChainBlock } from './toChainBlock.ts';
+import { type RpcBlock, type RpcReceipt, type RpcTx, toChainBlock, toChainHead } from './toChainBlock.ts';
 
 const CHAIN = 31_337;
 const FROM = '0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266';
@@ -319,5 +319,29 @@ describe('toChainBlock: token transfers', () => {
     ]);
     expect(block.transactions[1]).not.toHaveProperty('transfers');
     expect(block.transactions[2]).not.toHaveProperty('transfers');
+  });
+});
+
+describe('toChainHead', () => {
+  const { transactions, ...header } = BLOCK;
+  const EMPTY_ROOT = '0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421';
+
+  it('announces a block from a header that lists its transactions, with their count and no bodies', () => {
+    const head = toChainHead(7, { ...header, transactions: transactions.map((tx) => tx.hash) });
+    expect(head).toMatchObject({ chainId: 7, number: 0x2a, headerOnly: true, txCount: transactions.length });
+    expect(head?.transactions).toEqual([]);
+    // The header's fields are the whole block's, converted the same way.
+    const { transactions: _bodies, header: _raw, logs: _logs, ...whole } = toChainBlock(7, BLOCK, []);
+    expect(head).toEqual({ ...whole, transactions: [], txCount: transactions.length, headerOnly: true });
+  });
+
+  it('counts no transactions from an empty transaction root, and announces nothing where the header does not tell', () => {
+    expect(toChainHead(7, { ...header, transactionsRoot: EMPTY_ROOT })?.txCount).toBe(0);
+    expect(toChainHead(7, { ...header, transactionsRoot: `0x${'ab'.repeat(32)}` })).toBeUndefined();
+    expect(toChainHead(7, { ...header })).toBeUndefined();
+  });
+
+  it('refuses a header field that is not what it must be', () => {
+    expect(() => toChainHead(7, { ...header, miner: 'nobody', transactions: [] })).toThrow(/block\.miner/);
   });
 });
